@@ -1,0 +1,57 @@
+/**
+ * Backend choice and setup. `auto` picks WebGPU when a real (non-fallback) adapter exists,
+ * else wasm. Our own kernels for wasm (the gradient kernels it lacks) are registered here.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { UserError } from "./errors.ts";
+
+export type BackendName = "auto" | "webgpu" | "wasm" | "cpu";
+export const BACKENDS: BackendName[] = ["auto", "webgpu", "wasm", "cpu"];
+
+/** True when `navigator.gpu` offers an adapter that is not a software fallback. */
+export async function hasRealGpu(): Promise<boolean> {
+  const gpu = (globalThis.navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } })
+    .gpu;
+  if (!gpu) return false;
+  try {
+    const adapter = await gpu.requestAdapter() as
+      | { isFallbackAdapter?: boolean; info?: { isFallbackAdapter?: boolean } }
+      | null;
+    if (!adapter) return false;
+    return !(adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Make `name` the active TF.js backend and return the name actually in use.
+ *
+ * @example
+ * ```ts
+ * const used = await setupBackend("auto"); // "webgpu" on a real GPU, else "wasm"
+ * ```
+ */
+export async function setupBackend(name: BackendName): Promise<Exclude<BackendName, "auto">> {
+  if (!BACKENDS.includes(name)) {
+    throw new UserError(`unknown backend '${name}': use one of ${BACKENDS.join(", ")}.`);
+  }
+  let target = name;
+  if (target === "auto") target = (await hasRealGpu()) ? "webgpu" : "wasm";
+  if (target === "webgpu") {
+    await import("@tensorflow/tfjs-backend-webgpu");
+    if (!(globalThis.navigator as unknown as { gpu?: unknown }).gpu) {
+      throw new UserError("--backend webgpu: this Deno has no navigator.gpu; use --backend wasm.");
+    }
+  } else if (target === "wasm") {
+    await import("@tensorflow/tfjs-backend-wasm");
+    const { registerWasmGradKernels } = await import("./kernels/wasm_grad.ts");
+    registerWasmGradKernels();
+  }
+  if (tf.getBackend() !== target) {
+    const ok = await tf.setBackend(target);
+    if (!ok) throw new UserError(`could not start the ${target} backend; try --backend cpu.`);
+  }
+  await tf.ready();
+  return target as Exclude<BackendName, "auto">;
+}
