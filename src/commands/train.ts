@@ -1,0 +1,191 @@
+/**
+ * `deno task train`: train the lab's VGG-16-style network on CIFAR-10, checkpointing every epoch,
+ * and save a TF.js LayersModel whose metadata records preprocessing, class names, the recipe and
+ * the measured test accuracy, plus the per-epoch log and the training-curve chart.
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { type BackendName, setupBackend } from "../backend.ts";
+import { UserError } from "../errors.ts";
+import { CLASS_NAMES, loadTestSet, loadTrainSet } from "../data/cifar10.ts";
+import { resolveDataDir } from "../data/fetch.ts";
+import { fileSaver } from "../model/tfjs_io.ts";
+import { vggMultiplyAdds } from "../model/vgg.ts";
+import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
+import { trainingCurveChart } from "../viz/charts.ts";
+import { DEFAULT_RECIPE, type EpochLog, evaluateLoss, train, type TrainRecipe } from "../train/trainer.ts";
+import { formatSeconds, Progress } from "../ui/progress.ts";
+
+const HELP = `deno task train [options]
+
+Train the lab's VGG-16-style CIFAR-10 network (13 conv 3x3 + BatchNorm, 5 max-pools, dense
+4096-1024-512-10, every size scaled by --width) with SGD + Nesterov momentum, a one-cycle learning
+rate, weight decay, label smoothing, random crop + flip, and a held-out validation split.
+A checkpoint is written after every epoch; --resume continues an interrupted run exactly.
+
+Options:
+  --data DIR        CIFAR-10 binary folder (else CIFAR10_DIR, else the cache; fetched if missing)
+  --width W         channel/unit multiplier, 1.0 = the lab's full size   (default ${DEFAULT_RECIPE.width})
+  --epochs N        epochs                                              (default ${DEFAULT_RECIPE.epochs})
+  --batch N         batch size                                          (default ${DEFAULT_RECIPE.batch})
+  --lr X            peak learning rate of the one-cycle schedule        (default ${DEFAULT_RECIPE.peakLr})
+  --seed N          seed for weights, split, shuffles and augmentation  (default ${DEFAULT_RECIPE.seed})
+  --val-size N      training images held out for validation            (default ${DEFAULT_RECIPE.valSize})
+  --limit N         use only the first N training images (quick trials)
+  --out DIR         output folder                                       (default out/train)
+  --resume          continue from DIR/checkpoint (the recipe is taken from the checkpoint)
+  --backend B       auto | webgpu | wasm | cpu                          (default auto)
+  -h, --help        this text
+
+Writes DIR/model/ (model.json + weights.bin, with metadata), DIR/training-log.csv,
+DIR/training.json, DIR/training.svg and DIR/training.png.`;
+
+/** Run the train command. */
+export async function run(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      data: { type: "string" },
+      width: { type: "string" },
+      epochs: { type: "string" },
+      batch: { type: "string" },
+      lr: { type: "string" },
+      seed: { type: "string" },
+      "val-size": { type: "string" },
+      limit: { type: "string" },
+      out: { type: "string", default: "out/train" },
+      resume: { type: "boolean", default: false },
+      backend: { type: "string", default: "auto" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(HELP);
+    return;
+  }
+  const num = (name: string, v: string | undefined, fallback: number, integer = false) => {
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
+      throw new UserError(`--${name} must be a positive ${integer ? "integer" : "number"}, got '${v}'.`);
+    }
+    return n;
+  };
+  const recipe: TrainRecipe = {
+    ...DEFAULT_RECIPE,
+    width: num("width", values.width, DEFAULT_RECIPE.width),
+    epochs: num("epochs", values.epochs, DEFAULT_RECIPE.epochs, true),
+    batch: num("batch", values.batch, DEFAULT_RECIPE.batch, true),
+    peakLr: num("lr", values.lr, DEFAULT_RECIPE.peakLr),
+    seed: num("seed", values.seed, DEFAULT_RECIPE.seed, true),
+    valSize: num("val-size", values["val-size"], DEFAULT_RECIPE.valSize, true),
+  };
+  const limit = values.limit === undefined ? Infinity : num("limit", values.limit, 0, true);
+  const out = values.out!;
+  const backend = await setupBackend(values.backend as BackendName);
+  const dataDir = await resolveDataDir({ data: values.data, fetch: true });
+  const data = await loadTrainSet(dataDir, limit);
+  if (recipe.valSize >= data.count) {
+    throw new UserError(`--val-size ${recipe.valSize} leaves no training images out of ${data.count}.`);
+  }
+  const test = await loadTestSet(dataDir);
+  console.error(
+    `train: width ${recipe.width}, ${recipe.epochs} epochs, batch ${recipe.batch}, ${
+      data.count - recipe.valSize
+    } training + ${recipe.valSize} validation images, backend ${backend}, ` +
+      `${(vggMultiplyAdds(recipe.width) / 1e6).toFixed(1)}M multiply-adds per image`,
+  );
+  const started = performance.now();
+  let bar: Progress | undefined;
+  const result = await train({
+    recipe,
+    data,
+    outDir: out,
+    resume: values.resume!,
+    hooks: {
+      onStep(epoch, step, steps, loss, acc) {
+        if (step === 1) bar = new Progress({ label: `epoch ${epoch + 1}`, total: steps, unit: "steps" });
+        bar?.set(step, `loss ${loss.toFixed(3)} acc ${(acc * 100).toFixed(1)}%`);
+      },
+      onEpoch(log) {
+        bar?.done(
+          `loss ${log.trainLoss.toFixed(3)} acc ${(log.trainAccuracy * 100).toFixed(1)}% | val acc ${
+            (log.valAccuracy * 100).toFixed(1)
+          }% | ${log.imagesPerSecond.toFixed(0)} img/s`,
+        );
+      },
+    },
+  });
+  const testEval = evaluateLoss(result.model, test, result.preprocessing);
+  const wallSeconds = result.history.reduce((s, h) => s + h.seconds, 0);
+  const command = `deno task train ${args.join(" ")}`.trim();
+  const metadata = {
+    prunescope: {
+      preprocessing: result.preprocessing,
+      classNames: CLASS_NAMES,
+      recipe: result.recipe,
+      testAccuracy: testEval.accuracy,
+      testImages: test.count,
+      validationAccuracy: result.history.at(-1)?.valAccuracy,
+      trainingCommand: command,
+      trainingSeconds: wallSeconds,
+      backend,
+      tfjsVersion: tf.version.tfjs,
+    },
+  };
+  await result.model.save(fileSaver(join(out, "model"), metadata));
+  await writeLog(out, result.history, {
+    command,
+    wallSeconds,
+    testAccuracy: testEval.accuracy,
+    recipe: result.recipe,
+  });
+  console.log(
+    `test accuracy ${(testEval.accuracy * 100).toFixed(2)}% on ${test.count} images; ` +
+      `training took ${formatSeconds(wallSeconds)} (this run ${
+        formatSeconds((performance.now() - started) / 1000)
+      }); ` +
+      `model saved to ${join(out, "model")}/`,
+  );
+}
+
+async function writeLog(
+  out: string,
+  history: EpochLog[],
+  info: { command: string; wallSeconds: number; testAccuracy: number; recipe: TrainRecipe },
+): Promise<void> {
+  await writeCsv(
+    join(out, "training-log.csv"),
+    [
+      "epoch",
+      "lr",
+      "train_loss",
+      "train_accuracy",
+      "val_loss",
+      "val_accuracy",
+      "seconds",
+      "images_per_second",
+    ],
+    history.map((
+      h,
+    ) => [
+      h.epoch,
+      h.lr,
+      h.trainLoss,
+      h.trainAccuracy,
+      h.valLoss,
+      h.valAccuracy,
+      h.seconds,
+      h.imagesPerSecond,
+    ]),
+  );
+  await writeJson(join(out, "training.json"), { ...info, history });
+  await writeChart(
+    join(out, "training"),
+    trainingCurveChart(history, {
+      title: `VGG-16 width ${info.recipe.width}: test accuracy ${(info.testAccuracy * 100).toFixed(1)}%`,
+    }),
+  );
+}

@@ -1,0 +1,262 @@
+/**
+ * The training loop: SGD with Nesterov momentum, one-cycle learning rate, weight decay, label
+ * smoothing, crop + flip augmentation and a held-out validation split; a checkpoint after every
+ * epoch (model, optimizer buffers, history) from which `resume` continues exactly.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { join } from "node:path";
+import type { Dataset, Preprocessing } from "../types.ts";
+import { IMAGE_BYTES } from "../data/cifar10.ts";
+import { imagesToTensor } from "../data/tensors.ts";
+import { buildVgg } from "../model/vgg.ts";
+import { fileLoader, fileSaver } from "../model/tfjs_io.ts";
+import { writeFileAtomic } from "../report/atomic.ts";
+import { gatherBatch } from "./augment.ts";
+import { mulberry32, permutation } from "./random.ts";
+import { oneCycle } from "./schedule.ts";
+import { NesterovSgd } from "./sgd.ts";
+
+/** Everything that determines a training run. */
+export interface TrainRecipe {
+  width: number;
+  epochs: number;
+  batch: number;
+  peakLr: number;
+  momentum: number;
+  weightDecay: number;
+  labelSmoothing: number;
+  /** Images of the training set held out for validation. */
+  valSize: number;
+  seed: number;
+  blockDropout: number;
+  denseDropout: number;
+}
+
+export const DEFAULT_RECIPE: TrainRecipe = {
+  width: 0.25,
+  epochs: 14,
+  batch: 128,
+  peakLr: 0.05,
+  momentum: 0.9,
+  weightDecay: 5e-4,
+  labelSmoothing: 0.1,
+  valSize: 5000,
+  seed: 1,
+  blockDropout: 0.1,
+  denseDropout: 0.3,
+};
+
+/** One line of the per-epoch log. */
+export interface EpochLog {
+  epoch: number;
+  lr: number;
+  trainLoss: number;
+  trainAccuracy: number;
+  valLoss: number;
+  valAccuracy: number;
+  seconds: number;
+  imagesPerSecond: number;
+}
+
+/** What a checkpoint holds besides the model and optimizer buffers. */
+interface CheckpointState {
+  recipe: TrainRecipe;
+  preprocessing: Preprocessing;
+  epochsDone: number;
+  history: EpochLog[];
+}
+
+/** Per-channel mean and std of `ds` on the 0..1 scale: the preprocessing the model is trained with. */
+export function channelStats(ds: Dataset): Preprocessing {
+  const sum = [0, 0, 0], sq = [0, 0, 0];
+  for (let i = 0; i < ds.count * IMAGE_BYTES; i++) {
+    const v = ds.images[i] / 255;
+    sum[i % 3] += v;
+    sq[i % 3] += v * v;
+  }
+  const n = ds.count * 1024;
+  const mean = sum.map((s) => s / n);
+  const std = sq.map((s, c) => Math.sqrt(s / n - mean[c] * mean[c]));
+  const r = (x: number) => Math.round(x * 1e4) / 1e4;
+  return {
+    scale: 1 / 255,
+    mean: mean.map(r) as Preprocessing["mean"],
+    std: std.map(r) as Preprocessing["std"],
+  };
+}
+
+/** Loss and accuracy of `model` on `ds` (inference mode). */
+export function evaluateLoss(
+  model: tf.LayersModel,
+  ds: Dataset,
+  prep: Preprocessing,
+  batch = 500,
+): { loss: number; accuracy: number } {
+  let loss = 0, correct = 0;
+  for (let start = 0; start < ds.count; start += batch) {
+    const [l, c] = tf.tidy(() => {
+      const x = imagesToTensor(ds, start, batch, prep);
+      const p = model.predict(x) as tf.Tensor2D;
+      const y = tf.tensor1d(ds.labels.subarray(start, start + x.shape[0]), "int32");
+      const nll = tf.neg(tf.log(tf.clipByValue(p, 1e-7, 1)).mul(tf.oneHot(y, 10)).sum());
+      return [nll.dataSync()[0], p.argMax(-1).equal(y).sum().dataSync()[0]];
+    });
+    loss += l;
+    correct += c;
+  }
+  return { loss: loss / ds.count, accuracy: correct / ds.count };
+}
+
+function smoothedCrossEntropy(p: tf.Tensor, labels: tf.Tensor1D, smoothing: number): tf.Scalar {
+  const target = tf.oneHot(labels, 10).toFloat().mul(1 - smoothing).add(smoothing / 10);
+  return tf.neg(tf.log(tf.clipByValue(p, 1e-7, 1)).mul(target).sum(-1)).mean() as tf.Scalar;
+}
+
+/** Split the training set into train and validation parts with a seeded permutation. */
+export function splitTrainVal(
+  ds: Dataset,
+  valSize: number,
+  seed: number,
+): { train: Int32Array; val: Dataset } {
+  const perm = permutation(ds.count, mulberry32(seed ^ 0x5eed));
+  const valIdx = perm.subarray(ds.count - valSize);
+  const images = gatherBatch(ds.images, valIdx, false, () => 0);
+  const labels = new Uint8Array(valIdx.length);
+  valIdx.forEach((j, i) => (labels[i] = ds.labels[j]));
+  return {
+    train: perm.slice(0, ds.count - valSize),
+    val: { images, labels, count: valIdx.length, source: `${ds.source} (validation split)` },
+  };
+}
+
+/** Callbacks for progress and logging. */
+export interface TrainHooks {
+  onStep?(epoch: number, step: number, steps: number, loss: number, accuracy: number): void;
+  onEpoch?(log: EpochLog): void;
+}
+
+/**
+ * Train (or resume training of) the VGG network; returns the model and the epoch history.
+ * A checkpoint is written to `<outDir>/checkpoint` after every epoch.
+ */
+export async function train(opts: {
+  recipe: TrainRecipe;
+  data: Dataset;
+  outDir: string;
+  resume: boolean;
+  hooks?: TrainHooks;
+}): Promise<
+  { model: tf.LayersModel; history: EpochLog[]; preprocessing: Preprocessing; recipe: TrainRecipe }
+> {
+  const ckptDir = join(opts.outDir, "checkpoint");
+  let recipe = opts.recipe;
+  let model: tf.LayersModel;
+  let state: CheckpointState;
+  let optState: Float32Array | undefined;
+  if (opts.resume && await exists(join(ckptDir, "state.json"))) {
+    state = JSON.parse(await Deno.readTextFile(join(ckptDir, "state.json")));
+    recipe = state.recipe;
+    model = await tf.loadLayersModel(fileLoader(join(ckptDir, "model.json")));
+    const bytes = await Deno.readFile(join(ckptDir, "optimizer.bin"));
+    optState = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+  } else {
+    model = buildVgg({
+      width: recipe.width,
+      seed: recipe.seed,
+      blockDropout: recipe.blockDropout,
+      denseDropout: recipe.denseDropout,
+    });
+    state = { recipe, preprocessing: channelStats(opts.data), epochsDone: 0, history: [] };
+  }
+  const prep = state.preprocessing;
+  const { train: trainIdx, val } = splitTrainVal(opts.data, recipe.valSize, recipe.seed);
+  const stepsPerEpoch = Math.floor(trainIdx.length / recipe.batch);
+  const totalSteps = stepsPerEpoch * recipe.epochs;
+  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const sgd = new NesterovSgd(vars, recipe.momentum, recipe.weightDecay);
+  if (optState) sgd.load(optState);
+
+  for (let epoch = state.epochsDone; epoch < recipe.epochs; epoch++) {
+    const rand = mulberry32(recipe.seed * 1000 + epoch);
+    const order = permutation(trainIdx.length, rand);
+    const t0 = performance.now();
+    let lossSum = 0, correct = 0, seen = 0, lr = 0;
+    for (let s = 0; s < stepsPerEpoch; s++) {
+      const idx = new Int32Array(recipe.batch);
+      for (let i = 0; i < recipe.batch; i++) idx[i] = trainIdx[order[s * recipe.batch + i]];
+      const raw = gatherBatch(opts.data.images, idx, true, rand);
+      const labels = new Uint8Array(recipe.batch);
+      idx.forEach((j, i) => (labels[i] = opts.data.labels[j]));
+      lr = oneCycle(epoch * stepsPerEpoch + s, totalSteps, recipe.peakLr);
+      const [loss, hits] = tf.tidy(() => {
+        const x = imagesToTensor(
+          { images: raw, labels, count: recipe.batch, source: "" },
+          0,
+          recipe.batch,
+          prep,
+        );
+        const y = tf.tensor1d(labels, "int32");
+        let argmax: tf.Tensor | undefined;
+        const { value, grads } = tf.variableGrads(() => {
+          const p = model.apply(x, { training: true }) as tf.Tensor;
+          argmax = tf.keep(p.argMax(-1));
+          return smoothedCrossEntropy(p, y, recipe.labelSmoothing);
+        }, vars);
+        sgd.step(grads, lr);
+        const h = argmax!.equal(y).sum();
+        argmax!.dispose();
+        return [value.dataSync()[0], h.dataSync()[0]];
+      });
+      if (!Number.isFinite(loss)) {
+        throw new Error(`training diverged at epoch ${epoch + 1} step ${s} (loss ${loss})`);
+      }
+      lossSum += loss * recipe.batch;
+      correct += hits;
+      seen += recipe.batch;
+      opts.hooks?.onStep?.(epoch, s + 1, stepsPerEpoch, lossSum / seen, correct / seen);
+    }
+    const trainSeconds = (performance.now() - t0) / 1000;
+    const v = evaluateLoss(model, val, prep);
+    const log: EpochLog = {
+      epoch: epoch + 1,
+      lr,
+      trainLoss: lossSum / seen,
+      trainAccuracy: correct / seen,
+      valLoss: v.loss,
+      valAccuracy: v.accuracy,
+      seconds: (performance.now() - t0) / 1000,
+      imagesPerSecond: seen / trainSeconds,
+    };
+    state.history.push(log);
+    state.epochsDone = epoch + 1;
+    opts.hooks?.onEpoch?.(log);
+    await saveCheckpoint(ckptDir, model, sgd, state);
+  }
+  sgd.dispose();
+  return { model, history: state.history, preprocessing: prep, recipe };
+}
+
+async function saveCheckpoint(dir: string, model: tf.LayersModel, sgd: NesterovSgd, state: CheckpointState) {
+  const tmp = `${dir}.tmp`;
+  await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  await model.save(fileSaver(tmp));
+  const buf = await sgd.state();
+  await writeFileAtomic(
+    join(tmp, "optimizer.bin"),
+    new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength),
+  );
+  await writeFileAtomic(join(tmp, "state.json"), JSON.stringify(state, null, 2));
+  await Deno.remove(`${dir}.old`, { recursive: true }).catch(() => {});
+  if (await exists(dir)) await Deno.rename(dir, `${dir}.old`);
+  await Deno.rename(tmp, dir);
+  await Deno.remove(`${dir}.old`, { recursive: true }).catch(() => {});
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
