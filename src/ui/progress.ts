@@ -192,6 +192,7 @@ export class Progress {
   #lastDrawMs = -Infinity;
   #lastPlainMs: number;
   #lastPlainFraction = 0;
+  #lastPlainKey = "";
   #finished = false;
   #silent = silenced();
   #tty = stderrIsTerminal();
@@ -250,8 +251,11 @@ export class Progress {
     }
     const fraction = this.total > 0 ? this.#done / this.total : 0;
     if (!final && !plainLineDue(this.#lastPlainFraction, fraction, now - this.#lastPlainMs)) return;
+    // The final line would repeat the last one: same count, same info.
+    if (final && this.#lastPlainKey === `${this.#done}\0${this.#info}`) return;
     this.#lastPlainMs = now;
     this.#lastPlainFraction = fraction;
+    this.#lastPlainKey = `${this.#done}\0${this.#info}`;
     this.#write(`${renderLine(this.#snapshot(now))}\n`);
   }
 
