@@ -79,7 +79,7 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`prunescope ${name}: ${e.message}`);
       return 1;
     }
-    if (e instanceof Deno.errors.PermissionDenied) {
+    if (e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable) {
       console.error(
         `prunescope ${name}: permission denied (${e.message}). The tasks grant writes only under out/ ` +
           `and the data cache; pick an --out inside out/ or run main.ts with the permission you need.`,

@@ -8,12 +8,16 @@
  */
 import {
   backend_util,
+  BatchMatMul,
   Conv2DBackpropFilter,
+  Conv2DBackpropInput,
   getKernel,
   type KernelConfig,
   type KernelFunc,
+  MaxPoolGrad,
   registerKernel,
   type TensorInfo,
+  unregisterKernel,
 } from "@tensorflow/tfjs-core";
 
 type Backend = { disposeData(id: unknown): void };
@@ -54,6 +58,9 @@ function conv2DBackpropFilter(
     "channelsLast",
   );
   const run = kernelRunner(backend);
+  if (info.strideHeight === 1 && info.strideWidth === 1) {
+    return backpropFilterAsConv(x, dy, info, run, backend);
+  }
   const temps: TensorInfo[] = [];
   const keep = (t: TensorInfo) => (temps.push(t), t);
   const [kh, kw, cin, cout] = filterShape;
@@ -94,6 +101,186 @@ function conv2DBackpropFilter(
   return out;
 }
 
+/**
+ * Conv2DBackpropInput at stride 1 as a forward convolution: dX = conv(dY, W'), where W' is the
+ * kernel flipped in space with its in/out channels swapped and the padding mirrored
+ * (k - 1 - p). tfjs-backend-wasm's own kernel is a plain loop about ten times slower than its
+ * XNNPACK forward conv; strided cases still go to it.
+ */
+function makeConv2DBackpropInput(original: KernelFunc | undefined): KernelFunc {
+  return ((
+    args: {
+      inputs: { dy: TensorInfo; filter: TensorInfo };
+      backend: Backend;
+      attrs: Record<string, unknown>;
+    },
+  ) => {
+    const { inputs: { dy, filter }, backend, attrs } = args;
+    const { strides, pad, dataFormat, dimRoundingMode, inputShape } = attrs as {
+      strides: number | [number, number];
+      pad: "valid" | "same" | number;
+      dataFormat: "NHWC" | "NCHW";
+      dimRoundingMode?: "floor" | "round" | "ceil";
+      inputShape: [number, number, number, number];
+    };
+    const [kh, kw] = filter.shape;
+    const info = backend_util.computeConv2DInfo(
+      inputShape,
+      filter.shape as [number, number, number, number],
+      strides,
+      1,
+      pad,
+      dimRoundingMode,
+      false,
+      "channelsLast",
+    );
+    if (info.strideHeight !== 1 || info.strideWidth !== 1 || dataFormat === "NCHW" || !original) {
+      if (!original) throw new Error("Conv2DBackpropInput: no wasm kernel for this case");
+      return original(args as never);
+    }
+    const run = kernelRunner(backend);
+    const { top, bottom, left, right } = info.padInfo;
+    const flipped = run("Reverse", { x: filter }, { dims: [0, 1] });
+    const swapped = run("Transpose", { x: flipped }, { perm: [0, 1, 3, 2] });
+    const out = run("Conv2D", { x: dy, filter: swapped }, {
+      strides: 1,
+      pad: [[0, 0], [kh - 1 - top, kh - 1 - bottom], [kw - 1 - left, kw - 1 - right], [0, 0]],
+      dataFormat: "NHWC",
+      dilations: 1,
+      dimRoundingMode,
+    });
+    backend.disposeData(flipped.dataId);
+    backend.disposeData(swapped.dataId);
+    return out;
+  }) as unknown as KernelFunc;
+}
+
+/**
+ * Stride 1: dW[i, j, ci, co] = sum over n, h, w of xpad[n, h + i, w + j, ci] * dY[n, h, w, co] is
+ * itself a convolution, of X^T (Cin "images" of N channels) with dY^T (an Ho x Wo filter from N to
+ * Cout channels), which XNNPACK runs without materialising the patches.
+ */
+function backpropFilterAsConv(
+  x: TensorInfo,
+  dy: TensorInfo,
+  info: backend_util.Conv2DInfo,
+  run: Run,
+  backend: Backend,
+): TensorInfo {
+  const { top, bottom, left, right } = info.padInfo;
+  const xt = run("Transpose", { x }, { perm: [3, 1, 2, 0] });
+  const dyt = run("Transpose", { x: dy }, { perm: [1, 2, 0, 3] });
+  const conv = run("Conv2D", { x: xt, filter: dyt }, {
+    strides: [info.dilationHeight, info.dilationWidth],
+    pad: [[0, 0], [top, bottom], [left, right], [0, 0]],
+    dataFormat: "NHWC",
+    dilations: 1,
+  });
+  const out = run("Transpose", { x: conv }, { perm: [1, 2, 0, 3] });
+  for (const t of [xt, dyt, conv]) backend.disposeData(t.dataId);
+  return out;
+}
+
+/**
+ * BatchMatMul with transposeA or transposeB: tfjs-backend-wasm 4.22 runs those through a plain
+ * loop about ten times slower than XNNPACK; transposing first keeps every product on the fast path.
+ */
+function makeBatchMatMul(original: KernelFunc): KernelFunc {
+  return ((args: {
+    inputs: { a: TensorInfo; b: TensorInfo };
+    backend: Backend;
+    attrs: { transposeA: boolean; transposeB: boolean };
+  }) => {
+    const { inputs: { a, b }, backend, attrs } = args;
+    if (!attrs.transposeA && !attrs.transposeB) return original(args as never);
+    const run = kernelRunner(backend);
+    const swapLast = (t: TensorInfo) => {
+      const perm = t.shape.map((_, i) => i);
+      const r = perm.length;
+      [perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]];
+      return run("Transpose", { x: t }, { perm });
+    };
+    const at = attrs.transposeA ? swapLast(a) : a;
+    const bt = attrs.transposeB ? swapLast(b) : b;
+    const out = original(
+      { inputs: { a: at, b: bt }, backend, attrs: { transposeA: false, transposeB: false } } as never,
+    );
+    if (at !== a) backend.disposeData(at.dataId);
+    if (bt !== b) backend.disposeData(bt.dataId);
+    return out;
+  }) as unknown as KernelFunc;
+}
+
+type WasmBackend = Backend & {
+  makeOutput(shape: number[], dtype: string): TensorInfo;
+  typedArrayFromHeap(t: TensorInfo): Float32Array;
+};
+
+/**
+ * MaxPoolGrad: tfjs-backend-wasm 4.22's kernel drops the gradient of some windows (about 6% of
+ * them in a random 8x8x3 test), so we route dY to the first maximum of each window in plain
+ * TypeScript over the wasm heap, exactly as the cpu backend does.
+ */
+function maxPoolGrad(
+  args: {
+    inputs: { dy: TensorInfo; input: TensorInfo };
+    backend: WasmBackend;
+    attrs: Record<string, unknown>;
+  },
+): TensorInfo {
+  const { inputs: { dy, input }, backend, attrs } = args;
+  const { filterSize, strides, pad, dimRoundingMode } = attrs as {
+    filterSize: number | [number, number];
+    strides: number | [number, number];
+    pad: "valid" | "same" | number;
+    dimRoundingMode?: "floor" | "round" | "ceil";
+  };
+  const info = backend_util.computePool2DInfo(
+    input.shape as [number, number, number, number],
+    filterSize,
+    strides,
+    1,
+    pad,
+    dimRoundingMode,
+  );
+  const x = backend.typedArrayFromHeap(input);
+  const g = backend.typedArrayFromHeap(dy);
+  const out = backend.makeOutput(input.shape, "float32");
+  const dx = backend.typedArrayFromHeap(out);
+  dx.fill(0);
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: c, outHeight: ho, outWidth: wo } = info;
+  const { strideHeight: sh, strideWidth: sw, effectiveFilterHeight: fh, effectiveFilterWidth: fw } = info;
+  const dh = info.dilationHeight, dw = info.dilationWidth;
+  const top = info.padInfo.top, left = info.padInfo.left;
+  for (let b = 0; b < n; b++) {
+    for (let oy = 0; oy < ho; oy++) {
+      const y0 = oy * sh - top;
+      for (let ox = 0; ox < wo; ox++) {
+        const x0 = ox * sw - left;
+        const gBase = ((b * ho + oy) * wo + ox) * c;
+        for (let ch = 0; ch < c; ch++) {
+          let best = -Infinity, at = -1;
+          for (let fy = 0; fy < fh; fy += dh) {
+            const y = y0 + fy;
+            if (y < 0 || y >= h) continue;
+            for (let fx = 0; fx < fw; fx += dw) {
+              const xx = x0 + fx;
+              if (xx < 0 || xx >= w) continue;
+              const i = ((b * h + y) * w + xx) * c + ch;
+              if (x[i] > best || at < 0) {
+                best = x[i];
+                at = i;
+              }
+            }
+          }
+          if (at >= 0) dx[at] += g[gBase + ch];
+        }
+      }
+    }
+  }
+  return out;
+}
+
 const configs: KernelConfig[] = [
   {
     kernelName: Conv2DBackpropFilter,
@@ -105,7 +292,31 @@ const configs: KernelConfig[] = [
 let registered = false;
 /** Register our wasm gradient kernels once (before `tf.setBackend("wasm")` or after). */
 export function registerWasmGradKernels(): void {
-  if (registered || getKernel(Conv2DBackpropFilter, "wasm")) return;
-  for (const c of configs) registerKernel(c);
+  if (registered) return;
+  if (!getKernel(Conv2DBackpropFilter, "wasm")) { for (const c of configs) registerKernel(c); }
+  if (getKernel(MaxPoolGrad, "wasm")) unregisterKernel(MaxPoolGrad, "wasm");
+  registerKernel({
+    kernelName: MaxPoolGrad,
+    backendName: "wasm",
+    kernelFunc: maxPoolGrad as unknown as KernelFunc,
+  });
+  const mm = getKernel(BatchMatMul, "wasm");
+  if (mm) {
+    unregisterKernel(BatchMatMul, "wasm");
+    registerKernel({
+      kernelName: BatchMatMul,
+      backendName: "wasm",
+      setupFunc: mm.setupFunc,
+      kernelFunc: makeBatchMatMul(mm.kernelFunc),
+    });
+  }
+  const original = getKernel(Conv2DBackpropInput, "wasm");
+  if (original) unregisterKernel(Conv2DBackpropInput, "wasm");
+  registerKernel({
+    kernelName: Conv2DBackpropInput,
+    backendName: "wasm",
+    setupFunc: original?.setupFunc,
+    kernelFunc: makeConv2DBackpropInput(original?.kernelFunc),
+  });
   registered = true;
 }
