@@ -10,9 +10,9 @@ import { setupBackend } from "../src/backend.ts";
 import { UserError } from "../src/errors.ts";
 import { loadKeras } from "../src/model/keras/load.ts";
 import { kerasMajorOf, translateModelConfig } from "../src/model/keras/config.ts";
-import { kerasV3Slots, snakeCase } from "../src/model/keras/weights.ts";
+import { kerasV3Slots, readStringList, snakeCase } from "../src/model/keras/weights.ts";
 import { kerasModelJson, writeKerasH5 } from "../src/model/keras/h5_writer.ts";
-import { Hdf5File } from "../src/model/keras/hdf5.ts";
+import { Hdf5File, writeHdf5 } from "../src/model/keras/hdf5.ts";
 import { unsafeEntryReason } from "../src/model/keras/zip.ts";
 import { fileLoader } from "../src/model/tfjs_io.ts";
 import { run as convert } from "../src/commands/convert.ts";
@@ -235,7 +235,32 @@ Deno.test("config translation: Keras 3 fields become TF.js fields, Keras 3 nodes
   const bn2 = (t2.topology.config as { layers: Record<string, unknown>[] }).layers
     .find((l) => l.name === "batch_normalization")!.config as Record<string, unknown>;
   assert.equal(bn2.axis, 3);
+  // Keras regularizer objects become TF.js's one regularizer class, L1L2.
+  const withL2 = kerasArchiveConfig(model, "keras3") as { config: { layers: Record<string, unknown>[] } };
+  const l2 = { module: "keras.regularizers", class_name: "L2", config: { l2: 5e-4 }, registered_name: null };
+  (withL2.config.layers.find((l) => l.class_name === "Dense")!.config as Record<string, unknown>)
+    .kernel_regularizer = l2;
+  const dense =
+    (translateModelConfig(withL2, { label: "k3" }).topology.config as { layers: Record<string, unknown>[] })
+      .layers.find((l) => l.name === "dense")!.config as Record<string, unknown>;
+  assert.deepEqual(dense.kernel_regularizer, { class_name: "L1L2", config: { l1: 0, l2: 5e-4 } });
   model.dispose();
+});
+
+Deno.test("h5py's chunked string-list attributes (layer_names0, layer_names1, ...) are joined in order", async () => {
+  const bytes = await writeHdf5((b) => {
+    b.attr("/", "layer_names1", { kind: "ascii-list", value: ["c", "d"] });
+    b.attr("/", "layer_names0", { kind: "ascii-list", value: ["a", "b"] });
+    b.attr("/", "weight_names", { kind: "empty-list" });
+  });
+  const file = await Hdf5File.open(bytes, "chunked");
+  try {
+    assert.deepEqual(readStringList(file, "/", "layer_names"), ["a", "b", "c", "d"]);
+    assert.deepEqual(readStringList(file, "/", "weight_names"), []);
+    assert.equal(readStringList(file, "/", "other"), undefined);
+  } finally {
+    file.close();
+  }
 });
 
 Deno.test("config translation refuses what it cannot represent, naming layer, class and field", () => {
