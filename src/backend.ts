@@ -53,5 +53,7 @@ export async function setupBackend(name: BackendName): Promise<Exclude<BackendNa
     if (!ok) throw new UserError(`could not start the ${target} backend; try --backend cpu.`);
   }
   await tf.ready();
+  const { registerFastGradients } = await import("./kernels/gradients.ts");
+  registerFastGradients();
   return target as Exclude<BackendName, "auto">;
 }

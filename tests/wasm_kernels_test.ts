@@ -82,3 +82,10 @@ Deno.test("BatchNorm gradient (training mode, through the moments) matches cpu",
   );
   if (!(worst < 1e-4)) throw new Error(`relative difference ${worst}`);
 });
+
+Deno.test("setupBackend installs the tile-free BatchNorm gradient", async () => {
+  await setupBackend("wasm");
+  const { getGradient } = await import("@tensorflow/tfjs-core");
+  const grad = getGradient("FusedBatchNorm");
+  if (!grad || grad.gradFunc.toString().includes("tile(")) throw new Error("tfjs-core's tiling gradient is still active");
+});
