@@ -1,0 +1,206 @@
+/**
+ * What a conv layer's channels are wired to: the layers that read its output, whether its
+ * channels reach an element-wise merge (the `Add` of a residual block) and are therefore coupled
+ * to another branch's channels, and the weights the weight-based criteria read (its kernel, the
+ * gamma of the BatchNormalization right after it).
+ *
+ * Coupled layers are refused, not pruned as a group: pruning channel c of one branch of an `Add`
+ * leaves channel c of the sum fed by the other branch, so the channel cannot be removed from the
+ * network, and a ranking of that layer alone says nothing about the block.
+ */
+import type * as tf from "@tensorflow/tfjs";
+import { UserError } from "../errors.ts";
+import { convLayers, type LayerRef } from "../model/layers.ts";
+
+/** Layers that keep channel c in channel c (element-wise, per-channel or spatial only). */
+export const CHANNEL_PRESERVING = new Set([
+  "Activation",
+  "ReLU",
+  "LeakyReLU",
+  "PReLU",
+  "ELU",
+  "ThresholdedReLU",
+  "BatchNormalization",
+  "Dropout",
+  "SpatialDropout1D",
+  "GaussianNoise",
+  "GaussianDropout",
+  "AlphaDropout",
+  "MaxPooling2D",
+  "AveragePooling2D",
+  "ZeroPadding2D",
+  "Cropping2D",
+  "UpSampling2D",
+  "DepthwiseConv2D",
+]);
+
+/** Merge layers that combine their inputs channel by channel. */
+export const ELEMENTWISE_MERGES = new Set(["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"]);
+
+interface Sym {
+  sourceLayer: tf.layers.Layer;
+  nodeIndex: number;
+}
+
+interface GraphNode {
+  inputTensors: Sym[];
+}
+
+/**
+ * The model's graph as "layer name -> the layers that read its output", walked from the model's
+ * output back to its input (so only this model's uses of shared layer objects count).
+ *
+ * @example
+ * ```ts
+ * consumers(model).get("conv2")?.map((l) => l.name); // ["bn"]
+ * ```
+ */
+export function consumers(model: tf.LayersModel): Map<string, tf.layers.Layer[]> {
+  const readers = new Map<string, tf.layers.Layer[]>();
+  const seen = new Set<GraphNode>();
+  const stack: Sym[] = [...(model.outputs as unknown as Sym[])];
+  while (stack.length > 0) {
+    const t = stack.pop()!;
+    const node = (t.sourceLayer as unknown as { inboundNodes: GraphNode[] }).inboundNodes[t.nodeIndex];
+    if (!node || seen.has(node)) continue;
+    seen.add(node);
+    for (const input of node.inputTensors) {
+      const list = readers.get(input.sourceLayer.name) ?? [];
+      if (!list.includes(t.sourceLayer)) list.push(t.sourceLayer);
+      readers.set(input.sourceLayer.name, list);
+      stack.push(input);
+    }
+  }
+  return readers;
+}
+
+/** Where a layer's channels meet another branch: the merge layer and the layers on the way. */
+export interface Coupling {
+  layer: string;
+  merge: string;
+  mergeClass: string;
+  /** Channel-preserving layers between the conv and the merge. */
+  via: string[];
+}
+
+/**
+ * The element-wise merge (Add, Multiply, ...) that `layer`'s channels reach through
+ * channel-preserving layers (activations, BatchNormalization, pooling, dropout, ...), or null when
+ * every path first meets a layer that mixes channels (a conv, Dense, Flatten, Concatenate, ...).
+ *
+ * @example
+ * ```ts
+ * couplingOf(model, pickLayer(model, "conv2")); // { merge: "residual", via: ["relu2"], ... }
+ * ```
+ */
+export function couplingOf(model: tf.LayersModel, layer: LayerRef): Coupling | null {
+  const readers = consumers(model);
+  const queue: { name: string; via: string[] }[] = [{ name: layer.name, via: [] }];
+  const seen = new Set<string>([layer.name]);
+  while (queue.length > 0) {
+    const { name, via } = queue.shift()!;
+    for (const next of readers.get(name) ?? []) {
+      const cls = next.getClassName();
+      if (ELEMENTWISE_MERGES.has(cls)) return { layer: layer.name, merge: next.name, mergeClass: cls, via };
+      if (CHANNEL_PRESERVING.has(cls) && !seen.has(next.name)) {
+        seen.add(next.name);
+        queue.push({ name: next.name, via: [...via, next.name] });
+      }
+    }
+  }
+  return null;
+}
+
+/** The sentence that explains why a coupled layer is refused. */
+export function couplingMessage(c: Coupling): string {
+  const path = c.via.length > 0 ? ` (through ${c.via.join(", ")})` : "";
+  return `layer ${c.layer} feeds the ${c.mergeClass} layer '${c.merge}'${path}, which combines its channels ` +
+    `one by one with another branch's: its channels are coupled to that branch's and cannot be pruned alone`;
+}
+
+/**
+ * Throw a UserError naming the merge layer when `layer`'s channels are coupled (see `couplingOf`),
+ * listing the conv layers that can be pruned.
+ *
+ * @example
+ * ```ts
+ * assertUncoupled(model, pickLayer(model, values.layer)); // before any pruning work
+ * ```
+ */
+export function assertUncoupled(model: tf.LayersModel, layer: LayerRef): void {
+  const c = couplingOf(model, layer);
+  if (!c) return;
+  const free = convLayers(model).filter((l) => couplingOf(model, l) === null).map((l) => l.name);
+  throw new UserError(
+    `${couplingMessage(c)}; pick another layer (${
+      free.length > 0 ? `uncoupled conv layers: ${free.join(", ")}` : "this model has no uncoupled conv layer"
+    }).`,
+  );
+}
+
+function weightValues(layer: tf.layers.Layer): { name: string; shape: number[]; values: Float32Array }[] {
+  const tensors = layer.getWeights();
+  return layer.weights.map((w, i) => ({
+    name: w.originalName ?? w.name,
+    shape: tensors[i].shape,
+    values: (tensors[i].dataSync() as Float32Array).slice(),
+  }));
+}
+
+/**
+ * A copy of the conv layer's kernel, `[kh, kw, cin, cout]` flattened (output channel last), and
+ * the kernel variable's name (e.g. "conv2/kernel").
+ *
+ * @example
+ * ```ts
+ * const { values } = convKernel(model, layer); // values.length === kh * kw * cin * layer.channels
+ * ```
+ */
+export function convKernel(model: tf.LayersModel, layer: LayerRef): { name: string; values: Float32Array } {
+  const found = weightValues(model.getLayer(layer.name)).find(
+    (w) => w.shape.length === 4 && w.shape[3] === layer.channels,
+  );
+  if (!found) throw new Error(`layer ${layer.name} has no 4-D kernel with ${layer.channels} output channels`);
+  return { name: found.name, values: found.values };
+}
+
+/** The kernel variable's name, e.g. "conv2/kernel" (Distiller's "parameter" column). */
+export function kernelName(model: tf.LayersModel, layer: LayerRef): string {
+  const w = model.getLayer(layer.name).weights.find((v) => v.shape.length === 4);
+  return w ? (w.originalName ?? w.name) : `${layer.name}/kernel`;
+}
+
+/**
+ * The gamma of the BatchNormalization layer that directly reads `layer`'s output. A UserError
+ * when the conv is not followed by exactly one BatchNormalization, or it has no gamma
+ * (`scale: false`).
+ *
+ * @example
+ * ```ts
+ * const { bn, gamma } = batchNormGammaAfter(model, layer); // gamma.length === layer.channels
+ * ```
+ */
+export function batchNormGammaAfter(
+  model: tf.LayersModel,
+  layer: LayerRef,
+): { bn: string; gamma: Float32Array } {
+  const readers = consumers(model).get(layer.name) ?? [];
+  const bn = readers.length === 1 && readers[0].getClassName() === "BatchNormalization" ? readers[0] : null;
+  if (!bn) {
+    const after = readers.length === 0
+      ? "nothing"
+      : readers.map((l) => `${l.name} (${l.getClassName()})`).join(", ");
+    throw new UserError(
+      `criterion bn-gamma needs a BatchNormalization directly after layer ${layer.name}, but it is followed by ` +
+        `${after}; use another criterion (e.g. l1 or mean).`,
+    );
+  }
+  const gamma = weightValues(bn).find((w) => /(^|\/)gamma(_\d+)?$/.test(w.name));
+  if (!gamma || gamma.values.length !== layer.channels) {
+    throw new UserError(
+      `criterion bn-gamma: the BatchNormalization ${bn.name} after ${layer.name} has no gamma (scale: false); ` +
+        `use another criterion (e.g. l1 or mean).`,
+    );
+  }
+  return { bn: bn.name, gamma: gamma.values };
+}
