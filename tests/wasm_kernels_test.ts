@@ -87,5 +87,37 @@ Deno.test("setupBackend installs the tile-free BatchNorm gradient", async () => 
   await setupBackend("wasm");
   const { getGradient } = await import("@tensorflow/tfjs-core");
   const grad = getGradient("FusedBatchNorm");
-  if (!grad || grad.gradFunc.toString().includes("tile(")) throw new Error("tfjs-core's tiling gradient is still active");
+  if (!grad || grad.gradFunc.toString().includes("tile(")) {
+    throw new Error("tfjs-core's tiling gradient is still active");
+  }
+});
+
+Deno.test("BatchNorm training gradient equals the closed form gamma/sigma (dy - mean(dy) - xhat mean(dy xhat))", async () => {
+  await setupBackend("cpu");
+  const n = 8 * 4 * 4, eps = 1e-3;
+  const x = rnd([8, 4, 4, 6], 1), gamma = rnd([6], 2), beta = rnd([6], 3), dy = rnd([8, 4, 4, 6], 4);
+  const [dx, dgamma, dbeta] = tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+    const { mean, variance } = tf.moments(a, [0, 1, 2]);
+    return tf.batchNorm(a as tf.Tensor4D, mean, variance, b, g, eps).mul(dy).sum();
+  })([x, gamma, beta]);
+  // The closed form, computed in float64 from the same inputs.
+  const xs = x.dataSync(), ds = dy.dataSync(), gs = gamma.dataSync();
+  const worst = { dx: 0, dgamma: 0, dbeta: 0 };
+  for (let c = 0; c < 6; c++) {
+    let mu = 0, v = 0, mdy = 0, mdyx = 0;
+    for (let i = c; i < xs.length; i += 6) mu += xs[i] / n;
+    for (let i = c; i < xs.length; i += 6) v += (xs[i] - mu) ** 2 / n;
+    const rstd = 1 / Math.sqrt(v + eps);
+    for (let i = c; i < xs.length; i += 6) {
+      mdy += ds[i] / n;
+      mdyx += ds[i] * (xs[i] - mu) * rstd / n;
+    }
+    for (let i = c; i < xs.length; i += 6) {
+      const want = gs[c] * rstd * (ds[i] - mdy - (xs[i] - mu) * rstd * mdyx);
+      worst.dx = Math.max(worst.dx, Math.abs(dx.dataSync()[i] - want));
+    }
+    worst.dgamma = Math.max(worst.dgamma, Math.abs(dgamma.dataSync()[c] - mdyx * n));
+    worst.dbeta = Math.max(worst.dbeta, Math.abs(dbeta.dataSync()[c] - mdy * n));
+  }
+  if (!(worst.dx < 1e-4 && worst.dgamma < 1e-3 && worst.dbeta < 1e-4)) throw new Error(JSON.stringify(worst));
 });
