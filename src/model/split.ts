@@ -1,0 +1,192 @@
+/**
+ * Cutting a model at a layer: `prefix` maps images to the layer's output (after its own
+ * activation), `suffix` maps that output to the class scores.
+ *
+ * Both halves run the model's own layer objects (weights shared, nothing copied) with the same
+ * calls, in the same topological order, as `model.predict` does (`layer.apply(inputs)` per graph
+ * node, inference mode), so prefix-then-suffix computes exactly what the whole model computes.
+ * The model's graph is only read, never extended: no layer gains an inbound node, so
+ * `layer.output`, saving and a second split keep working.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { UserError } from "../errors.ts";
+import { layerOutputShape, type LayerRef } from "./layers.ts";
+
+/** A model cut after `layer`. */
+export interface SplitModel {
+  layer: LayerRef;
+  /** Input images -> the layer's output (after its own activation). The caller owns the result. */
+  prefix(x: tf.Tensor4D): tf.Tensor4D;
+  /** The layer's output -> the model's output (class scores). The caller owns the result. */
+  suffix(y: tf.Tensor4D): tf.Tensor2D;
+  /** The layer's activation applied to 0 (0 for relu, 0.5 for sigmoid, ...): what a pruned channel emits. */
+  activationOfZero: number;
+  /** Float elements per image held by the suffix's layer outputs, summed (a memory estimate). */
+  suffixElementsPerImage: number;
+  /** The suffix's layers, in execution order (for messages and reports). */
+  suffixLayers: string[];
+}
+
+/** A symbolic tensor of the model's graph, with the fields we read. */
+interface Sym {
+  name: string;
+  sourceLayer: tf.layers.Layer;
+  nodeIndex: number;
+  shape: (number | null)[];
+}
+
+interface GraphNode {
+  inputTensors: Sym[];
+  outputTensors: Sym[];
+}
+
+/** One graph node to run: `layer.apply(inputs)` gives `outputs`. */
+interface Step {
+  layer: tf.layers.Layer;
+  inputs: Sym[];
+  outputs: Sym[];
+}
+
+function nodeOf(t: Sym): GraphNode {
+  return (t.sourceLayer as unknown as { inboundNodes: GraphNode[] }).inboundNodes[t.nodeIndex];
+}
+
+/** All nodes from the model's inputs to its outputs, in topological order (input layers excluded). */
+function graphSteps(outputs: Sym[]): Step[] {
+  const steps: Step[] = [];
+  const done = new Set<GraphNode>();
+  const visit = (t: Sym, depth: number) => {
+    if (depth > 100_000) throw new Error("model graph too deep or cyclic");
+    const node = nodeOf(t);
+    if (done.has(node)) return;
+    done.add(node);
+    // An input layer's node lists its own output as its input: nothing to run (tfjs's executor skips it too).
+    if (t.sourceLayer.getClassName() === "InputLayer") return;
+    for (const input of node.inputTensors) visit(input, depth + 1);
+    {
+      steps.push({ layer: t.sourceLayer, inputs: node.inputTensors, outputs: node.outputTensors });
+    }
+  };
+  for (const t of outputs) visit(t, 0);
+  return steps;
+}
+
+/**
+ * Run `steps` with `start` fed `x`; return the value of `end`. Intermediates are disposed as
+ * soon as no later step needs them (as tfjs's executor does in inference).
+ */
+function runSteps(steps: Step[], start: Sym, x: tf.Tensor, end: Sym): tf.Tensor {
+  return tf.tidy(() => {
+    const uses = new Map<Sym, number>();
+    for (const s of steps) for (const t of s.inputs) uses.set(t, (uses.get(t) ?? 0) + 1);
+    const values = new Map<Sym, tf.Tensor>([[start, x]]);
+    for (const step of steps) {
+      const inputs = step.inputs.map((t) => values.get(t)!);
+      const result = step.layer.apply(inputs) as tf.Tensor | tf.Tensor[];
+      const outs = Array.isArray(result) ? result : [result];
+      step.outputs.forEach((t, i) => values.set(t, outs[i]));
+      for (const t of step.inputs) {
+        const left = uses.get(t)! - 1;
+        uses.set(t, left);
+        if (left === 0 && t !== start && t !== end) values.get(t)!.dispose();
+      }
+    }
+    const y = values.get(end);
+    if (!y) throw new Error(`split: ${end.name} was not computed`);
+    return y;
+  });
+}
+
+/**
+ * Cut `model` at `layer` (a Conv2D of this model, e.g. from `pickLayer`).
+ *
+ * Works for Sequential and Functional models. A Functional graph whose part after the layer
+ * needs a tensor from before it (a skip connection across the cut) is refused with a UserError.
+ *
+ * @example
+ * ```ts
+ * const split = splitModel(model, pickLayer(model));
+ * const scores = tf.tidy(() => split.suffix(split.prefix(x))); // == model.predict(x)
+ * ```
+ */
+export function splitModel(model: tf.LayersModel, layer: LayerRef): SplitModel {
+  if (model.inputs.length !== 1 || model.outputs.length !== 1) {
+    throw new UserError(
+      `cannot split a model with ${model.inputs.length} inputs and ${model.outputs.length} outputs; one of each is needed.`,
+    );
+  }
+  const input = model.inputs[0] as unknown as Sym;
+  const output = model.outputs[0] as unknown as Sym;
+  const steps = graphSteps([output]);
+  const target = model.getLayer(layer.name);
+  const cutSteps = steps.filter((s) => s.layer === target);
+  if (cutSteps.length === 0) {
+    throw new UserError(`layer ${layer.name} is not on the path from the model's input to its output.`);
+  }
+  if (cutSteps.length > 1) {
+    throw new UserError(
+      `layer ${layer.name} is applied ${cutSteps.length} times in the model (a shared layer); pruning it is not supported.`,
+    );
+  }
+  const cut = cutSteps[0].outputs[0];
+
+  // Prefix: the ancestors of the cut tensor.
+  const needed = new Set<Sym>([cut]);
+  const prefixSteps: Step[] = [];
+  for (let i = steps.length - 1; i >= 0; i--) {
+    const s = steps[i];
+    if (s.outputs.some((t) => needed.has(t))) {
+      prefixSteps.unshift(s);
+      for (const t of s.inputs) needed.add(t);
+    }
+  }
+  // Suffix: the nodes downstream of the cut tensor; each must take only downstream tensors.
+  const downstream = new Set<Sym>([cut]);
+  const suffixSteps: Step[] = [];
+  for (const s of steps) {
+    if (!s.inputs.some((t) => downstream.has(t))) continue;
+    const outside = s.inputs.find((t) => !downstream.has(t));
+    if (outside) {
+      throw new UserError(
+        `cannot split the model at ${layer.name}: layer ${s.layer.name} after it also takes ${outside.sourceLayer.name}'s ` +
+          `output from before it (a skip connection across the cut); pick a conv layer outside the skip with --layer.`,
+      );
+    }
+    suffixSteps.push(s);
+    for (const t of s.outputs) downstream.add(t);
+  }
+  if (!downstream.has(output)) {
+    throw new UserError(
+      `the model's output does not depend on layer ${layer.name}; pick another conv layer.`,
+    );
+  }
+
+  const activation = (target as unknown as { activation?: { apply(x: tf.Tensor): tf.Tensor } }).activation;
+  const activationOfZero = tf.tidy(() => {
+    const zero = tf.zeros([1]);
+    return (activation ? activation.apply(zero) : zero).dataSync()[0];
+  });
+  const suffixElementsPerImage = suffixSteps.reduce(
+    (sum, s) =>
+      sum + s.outputs.reduce((n, t) => n + t.shape.slice(1).reduce((p: number, d) => p * (d ?? 1), 1), 0),
+    0,
+  );
+  const expected = layerOutputShape(target);
+
+  return {
+    layer,
+    prefix(x: tf.Tensor4D): tf.Tensor4D {
+      return runSteps(prefixSteps, input, x, cut) as tf.Tensor4D;
+    },
+    suffix(y: tf.Tensor4D): tf.Tensor2D {
+      const got = y.shape.slice(1);
+      if (got.some((d, i) => d !== expected[i])) {
+        throw new Error(`suffix of ${layer.name}: input shape ${got} is not the layer's output ${expected}`);
+      }
+      return runSteps(suffixSteps, cut, y, output) as tf.Tensor2D;
+    },
+    activationOfZero,
+    suffixElementsPerImage,
+    suffixLayers: suffixSteps.map((s) => s.layer.name),
+  };
+}
