@@ -71,7 +71,8 @@ export function modelSummary(model: tf.LayersModel): ModelSummary {
     isConv: layer.getClassName() === CONV_CLASS,
     isLastConv: i === last,
   }));
-  const size = (ws: tf.LayerVariable[]) => ws.reduce((s, w) => s + w.shape.reduce((p, d) => p * d, 1), 0);
+  const size = (ws: tf.LayerVariable[]) =>
+    ws.reduce((s, w) => s + w.shape.reduce((p: number, d) => p * (d ?? 1), 1), 0);
   return {
     rows,
     totalParams: size(model.weights),
