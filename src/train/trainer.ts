@@ -107,7 +107,8 @@ export function evaluateLoss(
   return { loss: loss / ds.count, accuracy: correct / ds.count };
 }
 
-function smoothedCrossEntropy(p: tf.Tensor, labels: tf.Tensor1D, smoothing: number): tf.Scalar {
+/** Mean cross-entropy of probabilities `p` against one-hot `labels` smoothed by `smoothing`. */
+export function smoothedCrossEntropy(p: tf.Tensor, labels: tf.Tensor1D, smoothing: number): tf.Scalar {
   const target = tf.oneHot(labels, 10).toFloat().mul(1 - smoothing).add(smoothing / 10);
   return tf.neg(tf.log(tf.clipByValue(p, 1e-7, 1)).mul(target).sum(-1)).mean() as tf.Scalar;
 }
