@@ -134,7 +134,7 @@ Deno.test({
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "prunescope-criteria-" });
     try {
-      const args = ["--limit", "80", "--k", "0:16:4", "--criterion", "mean,l1,random", "--seeds", "3"];
+      const args = ["--limit", "50", "--k", "0:16:4", "--criterion", "mean,l1,random", "--seeds", "3"];
       assert.equal(await runSweep([...args, "--out", join(dir, "fast")]), 0);
       const fast = join(dir, "fast");
       const sweep = await readCsv(join(fast, "sweep.csv"));
@@ -206,6 +206,8 @@ Deno.test({
       assert.deepEqual(await readCsv(join(dir, "sweep_apoz.csv")), sweep);
       assert.deepEqual((await readCsv(join(dir, "ranking.csv")))[0], ["rank", "channel", "apoz"]);
       assert.equal(await runSweep(["--criterion", "mean,nope", "--out", dir]), 1);
+      // conv1 is followed by a pooling layer: bn-gamma is refused before any work.
+      assert.equal(await runSweep(["--layer", "conv1", "--criterion", "bn-gamma", "--out", dir]), 1);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -225,6 +225,7 @@ export async function run(args: string[]): Promise<void> {
   const loaded = await loadModel(modelPath, { preprocessing: flags, config: values.config });
   const model = loaded.model;
   const { layers, skipped } = chooseLayers(model, values.layers!);
+  for (const l of layers) criterion.check?.(model, l);
   const dataDir = await resolveDataDir({ data: values.data, fetch: true });
   const test = await loadTestSet(dataDir, limit);
   const prep = loaded.preprocessing;

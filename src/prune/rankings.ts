@@ -60,6 +60,8 @@ export interface Criterion {
   seeded: boolean;
   /** One line for `--help`. */
   description: string;
+  /** Cheap check that the criterion applies to this layer (UserError if not), before any pass. */
+  check?(model: tf.LayersModel, layer: LayerRef): void;
   rank(ctx: RankingContext): Promise<Ranking>;
 }
 
@@ -113,6 +115,7 @@ export const CRITERIA: readonly Criterion[] = [
     source: "weights",
     seeded: false,
     description: "smallest |gamma| of the BatchNormalization right after the conv first",
+    check: (model, layer) => void batchNormGammaAfter(model, layer),
     rank: (ctx) => Promise.resolve(rankByBnGamma(batchNormGammaAfter(ctx.model, ctx.layer).gamma)),
   },
   {

@@ -26,7 +26,7 @@ import {
 } from "./criteria_activation.ts";
 import { type Criterion, type RankingContext } from "./rankings.ts";
 import { type MaskTally, tallyMasks } from "./evaluate_masks.ts";
-import { rankPositions } from "./sweep.ts";
+import { rankPositions, resolveKValues } from "./sweep.ts";
 import type { OutputKind } from "./class_scores.ts";
 import { kernelName } from "./topology.ts";
 
@@ -103,6 +103,7 @@ export interface SensitivityOptions {
   criterion: Criterion;
   /** Seed of a seeded criterion (default 1). */
   seed?: number;
+  /** The K values (whole numbers in 0..C); evaluated and returned ascending, once each. */
   kValues: number[];
   outputKind: OutputKind;
   /** See `DEFAULT_MAX_CACHE_BYTES`. */
@@ -182,7 +183,7 @@ export async function layerSensitivity(
     });
   };
   const stats = emptyChannelStats(channels, split.activationOfZero);
-  const ks = opts.kValues;
+  const ks = resolveKValues(opts.kValues, channels);
   const masksFor = (ranking: Ranking) => {
     const position = rankPositions(ranking, channels);
     const masks = new Uint8Array(ks.length * channels);
