@@ -214,15 +214,49 @@ Deno.test("prune --plan over three conv + BN layers: carriers for 'same' convs, 
   assert.equal(report.selection.mode, "plan");
 });
 
+Deno.test("prune --plan with a bare layer and --max-drop: that layer's K comes from its own sweep", async () => {
+  const out = join(tmp, "plan-maxdrop");
+  const code = await prune([
+    "--plan",
+    "conv2,conv3:4",
+    "--max-drop",
+    "2",
+    "--limit",
+    String(TEST_IMAGES),
+    "--latency-runs",
+    "0",
+    "--out",
+    out,
+  ]);
+  assert.equal(code, 0);
+  const report: Json = JSON.parse(await Deno.readTextFile(join(out, "compression.json")));
+  const sweep = (await Deno.readTextFile(join(out, "sweep_conv2.csv"))).trim().split("\n").slice(1).map(
+    (line) => {
+      const [k, , accuracy, correct, total] = line.split(",").map(Number);
+      return { k, channelPrunedAtK: null, accuracy, correct, total };
+    },
+  );
+  assert.equal(sweep.length, 9);
+  assert.equal(report.selection.k.conv2, Math.min(largestKWithin(sweep, 2), 7));
+  assert.equal(report.selection.k.conv3, 4);
+  assert.equal(report.after.correct, report.masked.correct);
+  assert.equal(report.check.slimEqualsMasked, true);
+});
+
 Deno.test("prune: --help, and bad input gives one line and exit 1", async () => {
   assert.equal(await main(["prune", "--help"]), 0);
   assert.equal(await prune(["--k", "2", "--max-drop", "1"]), 1);
   assert.equal(await prune(["--layer", "conv3", "--k", "13", "--limit", "20"]), 1);
   assert.equal(await prune(["--layer", "flatten", "--k", "1", "--limit", "20"]), 1);
   assert.equal(await prune(["--plan", "conv1:x"]), 1);
+  assert.equal(await prune(["--plan", "conv1,conv2:1", "--limit", "20"]), 1); // conv1 has no K
+  assert.equal(await prune(["--plan", "conv1:1", "--max-drop", "1"]), 1); // nothing to choose
   assert.equal(await prune(["--k", "1", "--criterion", "nope"]), 1);
   assert.equal(await prune(["--k", "1", "--bogus"]), 1);
-  assert.deepEqual(parsePlan("a:1, b:0"), [{ layer: "a", k: 1 }, { layer: "b", k: 0 }]);
+  assert.deepEqual(parsePlan("a:1, b:0,c"), [{ layer: "a", k: 1 }, { layer: "b", k: 0 }, {
+    layer: "c",
+    k: null,
+  }]);
 });
 
 Deno.test({

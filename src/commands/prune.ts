@@ -61,7 +61,10 @@ Choose what to prune with one of:
                             (at most C - 1: one channel always stays)
   --plan L1:K1,L2:K2,...    several layers in one run; each layer's channels are ranked on the
                             ORIGINAL (unpruned) model, the same ranking 'sweep' shows for it, and
-                            all K_i are removed together (the order of the list does not matter)
+                            all K_i are removed together (the order of the list does not matter).
+                            A bare layer name (no :K) with --max-drop P takes that layer's own
+                            --max-drop K (its sweep alone); the plan's combined drop can be larger
+                            and is what compression.json reports as "masked".
 
 Options:
   --model PATH             TF.js model.json, Keras .h5 or .keras   (default: the shipped VGG model)
@@ -89,7 +92,7 @@ zero, so it emits exactly the constant) and the others' contributions are merged
 of the next kernel. compression.json lists it per layer ("carrier").
 
 Writes to --out: model/ (model.json + weights.bin, metadata kept), compression.json, sweep.csv
-(with --max-drop); with --finetune-epochs also finetuned/, finetune-log.csv, recovery.svg/png.`;
+(with --max-drop; sweep_<layer>.csv per bare --plan layer); with --finetune-epochs also finetuned/, finetune-log.csv, recovery.svg/png.`;
 
 function positiveInt(name: string, v: string | undefined, fallback: number, allowZero = false): number {
   if (v === undefined) return fallback;
@@ -110,27 +113,28 @@ function triple(name: string, v: string): [number, number, number] {
   return parts as [number, number, number];
 }
 
-/** One `layer:k` entry of --plan. */
+/** One `layer:k` entry of --plan; `k` null when --max-drop chooses it from the layer's own sweep. */
 export interface PlanEntry {
   layer: string;
-  k: number;
+  k: number | null;
 }
 
 /**
- * Parse --plan "layer:k,layer:k".
+ * Parse --plan "layer:k,layer:k" (a bare "layer" leaves K to --max-drop).
  *
  * @example
  * ```ts
- * parsePlan("block5_conv1:40,block5_conv3:64"); // [{ layer: "block5_conv1", k: 40 }, { layer: "block5_conv3", k: 64 }]
+ * parsePlan("block5_conv1:40,block5_conv3"); // [{ layer: "block5_conv1", k: 40 }, { layer: "block5_conv3", k: null }]
  * ```
  */
 export function parsePlan(v: string): PlanEntry[] {
   const entries = v.split(",").filter((s) => s.trim() !== "").map((part) => {
     const at = part.lastIndexOf(":");
+    if (at < 0) return { layer: part.trim(), k: null };
     const layer = part.slice(0, at).trim();
     const k = Number(part.slice(at + 1));
-    if (at <= 0 || !Number.isInteger(k) || k < 0) {
-      throw new UserError(`--plan: '${part}' is not LAYER:K with K a non-negative integer.`);
+    if (at === 0 || !Number.isInteger(k) || k < 0) {
+      throw new UserError(`--plan: '${part}' is not LAYER:K with K a non-negative integer, or a bare LAYER.`);
     }
     return { layer, k };
   });
@@ -180,8 +184,8 @@ interface Selection {
   removals: ChannelRemoval[];
   ks: Record<string, number>;
   rankings: Record<string, Ranking>;
-  /** The full sweep, with --max-drop. */
-  sweep?: SweepPoint[];
+  /** The full sweep of each layer whose K --max-drop chose. */
+  sweeps: Record<string, SweepPoint[]>;
   before: { correct: number };
   masked: { correct: number; from: string; classes: Int32Array };
 }
@@ -250,7 +254,7 @@ async function selectSingle(
     removals: [{ layer: layer.name, channels: pruned }],
     ks: { [layer.name]: k },
     rankings: { [layer.name]: ranking },
-    sweep: full ? sweep : undefined,
+    sweeps: full ? { [layer.name]: sweep } : {},
     before: { correct: at(0).correct },
     masked: { correct: at(k).correct, from: `the fast sweep at K = ${k}`, classes },
   };
@@ -261,19 +265,41 @@ async function selectPlan(
   test: Dataset,
   plan: PlanEntry[],
   rank: RankOptions,
+  maxDrop: number | undefined,
 ): Promise<Selection> {
   const batch = rank.batch;
   const layers = plan.map((e) => pickLayer(loaded.model, e.layer));
   plan.forEach((e, i) => {
-    if (e.k > layers[i].channels) {
+    if (e.k !== null && e.k > layers[i].channels) {
       throw new UserError(`--plan ${e.layer}:${e.k}: the layer has only ${layers[i].channels} channels.`);
+    }
+    if (e.k === null && maxDrop === undefined) {
+      throw new UserError(
+        `--plan ${e.layer} has no K: write ${e.layer}:K, or give --max-drop P to choose it.`,
+      );
     }
   });
   const rankings: Record<string, Ranking> = {};
-  for (const layer of layers) {
-    rankings[layer.name] = (await rankLayer(loaded, layer, test, rank)).ranking;
+  const sweeps: Record<string, SweepPoint[]> = {};
+  const ks: Record<string, number> = {};
+  for (const [i, layer] of layers.entries()) {
+    const { split, outputs, ranking } = await rankLayer(loaded, layer, test, rank);
+    rankings[layer.name] = ranking;
+    if (plan[i].k === null) {
+      // This layer alone, swept: the largest K within --max-drop (at most C - 1).
+      const bar = new Progress({ label: `${layer.name} sweep`, total: layer.channels + 1, unit: "K" });
+      const sweep = await sweepFast(split, outputs, test.labels, ranking, { onProgress: (n) => bar.set(n) });
+      bar.done();
+      sweeps[layer.name] = sweep;
+      ks[layer.name] = Math.min(largestKWithin(sweep, maxDrop!), layer.channels - 1);
+    } else {
+      ks[layer.name] = plan[i].k!;
+    }
   }
-  const removals = plan.map((e) => ({ layer: e.layer, channels: rankings[e.layer].order.slice(0, e.k) }));
+  const removals = plan.map((e) => ({
+    layer: e.layer,
+    channels: rankings[e.layer].order.slice(0, ks[e.layer]),
+  }));
   const prep = loaded.preprocessing;
   let bar = new Progress({ label: "unpruned accuracy", total: test.count, unit: "img" });
   const beforeClasses = await predictClasses(loaded.model, test, prep, {
@@ -289,8 +315,9 @@ async function selectPlan(
   return {
     mode: "plan",
     removals,
-    ks: Object.fromEntries(plan.map((e) => [e.layer, e.k])),
+    ks,
     rankings,
+    sweeps,
     before: { correct: countMatches(beforeClasses, test.labels) },
     masked: {
       correct: countMatches(classes, test.labels),
@@ -351,9 +378,12 @@ export async function run(args: string[]): Promise<void> {
   const seed = positiveInt("seed", values.seed, 1);
   const taylorImages = positiveInt("taylor-images", values["taylor-images"], 512);
   const chosen = [values.k, values["max-drop"], values.plan].filter((v) => v !== undefined).length;
-  if (chosen !== 1) {
+  const planWithDrop = values.plan !== undefined && values["max-drop"] !== undefined &&
+    values.k === undefined;
+  if (chosen !== 1 && !planWithDrop) {
     throw new UserError(
-      `give exactly one of --k N, --max-drop P or --plan LAYER:K,...; see 'deno task prune --help'.`,
+      `give one of --k N, --max-drop P or --plan LAYER:K,... (--plan may add --max-drop for bare layers); ` +
+        `see 'deno task prune --help'.`,
     );
   }
   if (values.plan !== undefined && values.layer !== undefined) {
@@ -370,6 +400,9 @@ export async function run(args: string[]): Promise<void> {
     }
   }
   const plan = values.plan === undefined ? undefined : parsePlan(values.plan);
+  if (plan && maxDrop !== undefined && plan.every((e) => e.k !== null)) {
+    throw new UserError(`--max-drop has nothing to choose: every --plan entry already has its K.`);
+  }
   const epochs = positiveInt("finetune-epochs", values["finetune-epochs"], 0, true);
   let peakLr = FINETUNE_PEAK_LR;
   if (values["finetune-lr"] !== undefined) {
@@ -419,7 +452,7 @@ export async function run(args: string[]): Promise<void> {
     batch,
   };
   const sel = plan
-    ? await selectPlan(loaded, test, plan, rank)
+    ? await selectPlan(loaded, test, plan, rank, maxDrop)
     : await selectSingle(loaded, test, { layer: values.layer, k, maxDrop, rank });
   clock("rank_and_sweep");
 
@@ -523,13 +556,16 @@ export async function run(args: string[]): Promise<void> {
     outputs: { model: "model/model.json" },
     timings,
   };
-  if (sel.sweep) {
+  // One sweep: sweep.csv; several (a plan): sweep_<layer>.csv each.
+  const sweepNames = Object.keys(sel.sweeps);
+  for (const name of sweepNames) {
+    const file = sweepNames.length === 1 && sel.mode !== "plan" ? "sweep.csv" : `sweep_${name}.csv`;
     await writeCsv(
-      join(out, "sweep.csv"),
+      join(out, file),
       ["k", "channel_pruned_at_k", "accuracy", "correct", "total"],
-      sel.sweep.map((r) => [r.k, r.channelPrunedAtK, r.accuracy, r.correct, r.total]),
+      sel.sweeps[name].map((r) => [r.k, r.channelPrunedAtK, r.accuracy, r.correct, r.total]),
     );
-    (report.outputs as Record<string, string>).sweep = "sweep.csv";
+    (report.outputs as Record<string, string>)[`sweep_${name}`] = file;
   }
   await writeJson(join(out, "compression.json"), report);
 
