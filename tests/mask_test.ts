@@ -90,6 +90,34 @@ for (const backend of ["cpu", "wasm"] as const) {
   });
 }
 
+Deno.test("per-channel fill values: host and device stacks agree, each pruned channel gets its own value", async () => {
+  await setupBackend("wasm");
+  const [n, h, w, c, m] = [2, 2, 3, 4, 3];
+  const src = awkwardValues(n * h * w * c, 11);
+  const masks = Uint8Array.from([0, 0, 0, 0, 1, 0, 1, 0, 1, 1, 1, 1]);
+  const fill = Float32Array.from([0.25, -3, 1e-3, 7]);
+  const y = tf.tensor4d(src, [n, h, w, c]);
+  const device = maskChannelsStacked(y, masks, m, fill, "device");
+  const host = maskStackInto(new Float32Array(m * src.length), src, c, masks, m, fill);
+  const got = device.dataSync() as Float32Array;
+  assert.deepEqual(bits(host), bits(got));
+  const block = src.length;
+  for (let j = 0; j < m; j++) {
+    for (let i = 0; i < block; i++) {
+      const ch = i % c;
+      const want = masks[j * c + ch] ? fill[ch] : src[i];
+      assert.equal(
+        new Uint32Array(Float32Array.of(got[j * block + i]).buffer)[0],
+        new Uint32Array(Float32Array.of(want).buffer)[0],
+      );
+    }
+  }
+  assert.throws(() =>
+    maskStackInto(new Float32Array(m * src.length), src, c, masks, m, Float32Array.of(1, 2))
+  );
+  tf.dispose([y, device]);
+});
+
 Deno.test("maskStackInto: checks its sizes", () => {
   const src = new Float32Array(12);
   assert.throws(() => maskStackInto(new Float32Array(12), src, 5, new Uint8Array(5), 1, 0)); // 12 % 5

@@ -47,6 +47,9 @@ for (const name of ["tiny-bn", "tiny-nobn", "tiny-func"]) {
     assert.equal(fast.length, layer.channels + 1);
     assert.deepEqual(fast.map((p) => p.correct), naive.map((p) => p.correct));
     assert.deepEqual(fast, naive);
+    // Masking at the layer itself (no pushdown through BN / pool / ReLU) gives the same counts too.
+    const atLayer = await sweepFast(split, out, ds.labels, ranking, { pushdown: false });
+    assert.deepEqual(atLayer, naive);
     // The counts vary with K, so agreeing is not trivial.
     assert.ok(new Set(fast.map((p) => p.correct)).size >= 4, fast.map((p) => p.correct).join(" "));
     // The layer's weights are back, bit for bit, and the model scores as before.
@@ -59,7 +62,8 @@ Deno.test("fast == naive with odd batch sizes (a last batch of one image)", asyn
   const { model, preprocessing, ds, layer, split, out, ranking } = await setup("tiny-bn");
   const kValues = [0, 1, 5, 9, 12, 16];
   const naive = await sweepNaive(model, layer, ds, preprocessing, ranking, { kValues, batch: 199 });
-  const fast = await sweepFast(split, out, ds.labels, ranking, { kValues, kBatch: 1, imageBatch: 199 });
+  // The last image runs alone (M = 1 rows) in the naive sweep, among m x 200 rows in the fast one.
+  const fast = await sweepFast(split, out, ds.labels, ranking, { kValues });
   assert.deepEqual(fast.map((p) => p.correct), naive.map((p) => p.correct));
 });
 
@@ -68,8 +72,19 @@ Deno.test("the identity test has teeth: a wrong fill value (0 instead of sigmoid
   assert.equal(split.activationOfZero, 0.5);
   const kValues = [0, 4, 8, 12, 16];
   const naive = await sweepNaive(model, layer, ds, preprocessing, ranking, { kValues });
-  const wrong = await sweepFast({ ...split, activationOfZero: 0 }, out, ds.labels, ranking, { kValues });
-  assert.notDeepEqual(wrong.map((p) => p.correct), naive.map((p) => p.correct));
+  const want = naive.map((p) => p.correct);
+  const right = await sweepFast(split, out, ds.labels, ranking, { kValues, pushdown: false });
+  assert.deepEqual(right.map((p) => p.correct), want);
+  // Masking at the layer with 0 ...
+  const wrong = await sweepFast({ ...split, activationOfZero: 0 }, out, ds.labels, ranking, {
+    kValues,
+    pushdown: false,
+  });
+  assert.notDeepEqual(wrong.map((p) => p.correct), want);
+  // ... or after the max-pool with 0.
+  const pushdown = { ...split.pushdown!, fill: new Float32Array(16) };
+  const wrongAfter = await sweepFast({ ...split, pushdown }, out, ds.labels, ranking, { kValues });
+  assert.notDeepEqual(wrongAfter.map((p) => p.correct), want);
 });
 
 Deno.test("tiny-bn's BatchNorm turns a pruned channel into a non-zero constant downstream", async () => {
@@ -131,6 +146,9 @@ Deno.test({
     const fast = await sweepFast(split, out, ds.labels, ranking, { kValues });
     const naive = await sweepNaive(model, layer, ds, preprocessing, ranking, { kValues, batch: 128 });
     assert.deepEqual(fast, naive);
+    // Masking at the layer itself (no pushdown through BN / pool / ReLU) gives the same counts too.
+    const atLayer = await sweepFast(split, out, ds.labels, ranking, { pushdown: false });
+    assert.deepEqual(atLayer, naive);
     assert.ok(fast[0].accuracy > 0.5, `baseline ${fast[0].accuracy}`); // a trained model
     assert.ok(fast[6].accuracy < fast[0].accuracy);
   },

@@ -74,6 +74,46 @@ Deno.test("split: the layer output is the Conv2D's own output, after its own act
   tf.dispose([x, fy, ny]);
 });
 
+Deno.test("split: the channel-local layers after the cut (pushdown) and their constants", async () => {
+  await setupBackend("wasm");
+  const x = await images(6);
+  const expect = {
+    "tiny-bn": { layers: ["bn", "pool2"], shape: [8, 8, 16] },
+    "tiny-nobn": { layers: ["pool2"], shape: [8, 8, 16] },
+    // relu2 feeds both conv3 and the residual add: the chain stops after it.
+    "tiny-func": { layers: ["relu2"], shape: [16, 16, 16] },
+  };
+  for (const [name, want] of Object.entries(expect)) {
+    const { model } = await loadModel(modelPath(name));
+    const split = splitModel(model, pickLayer(model, "conv2"));
+    const p = split.pushdown!;
+    assert.deepEqual({ layers: p.layers, shape: p.shape }, want, name);
+    // head then tail is the suffix, bit for bit.
+    const y = split.prefix(x);
+    const whole = split.suffix(y);
+    const parts = tf.tidy(() => p.tail(p.head(y)));
+    assert.deepEqual(Array.from(parts.dataSync()), Array.from(whole.dataSync()), name);
+    // The constants are what the channel-local layers make of a map of activation(0).
+    const viaLayers = tf.tidy(() => {
+      let t: tf.Tensor = tf.fill([1, 16, 16, 16], split.activationOfZero);
+      for (const l of p.layers) t = model.getLayer(l).apply(t) as tf.Tensor;
+      return t.dataSync().slice(0, 16);
+    });
+    assert.deepEqual(Array.from(p.fill), Array.from(viaLayers), name);
+    tf.dispose([y, whole, parts]);
+  }
+  // tiny-bn: BN's constants are not all zero (so they matter); tiny-nobn: sigmoid(0) everywhere.
+  const bnModel = (await loadModel(modelPath("tiny-bn"))).model;
+  const bn = splitModel(bnModel, pickLayer(bnModel, "conv2"));
+  assert.ok(Array.from(bn.pushdown!.fill).some((v) => Math.abs(v) > 0.05));
+  const nobn = (await loadModel(modelPath("tiny-nobn"))).model;
+  assert.deepEqual(
+    Array.from(splitModel(nobn, pickLayer(nobn, "conv2")).pushdown!.fill),
+    new Array(16).fill(0.5),
+  );
+  x.dispose();
+});
+
 Deno.test("split: an in-memory Functional model with a branch after the cut", async () => {
   await setupBackend("wasm");
   const input = tf.input({ shape: [32, 32, 3] });
@@ -98,6 +138,7 @@ Deno.test("split: an in-memory Functional model with a branch after the cut", as
   const model = tf.model({ inputs: input, outputs: out });
   const split = splitModel(model, pickLayer(model, "a"));
   assert.equal(split.activationOfZero, 0); // tanh(0)
+  assert.equal(split.pushdown, undefined); // two layers take the cut: nothing is channel-local alone
   const x = await images(5);
   const got = tf.tidy(() => split.suffix(split.prefix(x)));
   const want = model.predict(x) as tf.Tensor;

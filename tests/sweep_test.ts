@@ -119,6 +119,8 @@ for (const name of ["tiny-bn", "tiny-nobn"]) {
         { kBatch: 5, imageBatch: 23 },
         { kBatch: 17, imageBatch: 24, masking: "device" as const },
         { memoryBudgetBytes: 1 },
+        { pushdown: false },
+        { pushdown: false, masking: "device" as const },
       ]
     ) {
       const again = await sweepFast(split, few, ds.labels, ranking, opts);
@@ -136,9 +138,20 @@ Deno.test("sweepFast: a whole sweep leaves no tensor behind", async () => {
   const ds = await loadTestSet(fixture("cifar10-tiny"), 30);
   const split = splitModel(model, pickLayer(model));
   for (const masking of ["host", "device"] as const) {
-    const before = tf.memory().numTensors;
-    const out = await computeLayerOutputs(split, ds, preprocessing, { batch: 16 });
-    await sweepFast(split, out, ds.labels, rankByMean(out), { kBatch: 4, imageBatch: 16, masking });
-    assert.equal(tf.memory().numTensors, before, `${masking} masking leaked tensors`);
+    for (const pushdown of [true, false]) {
+      const before = tf.memory().numTensors;
+      const out = await computeLayerOutputs(split, ds, preprocessing, { batch: 16 });
+      await sweepFast(split, out, ds.labels, rankByMean(out), {
+        kBatch: 4,
+        imageBatch: 16,
+        masking,
+        pushdown,
+      });
+      assert.equal(
+        tf.memory().numTensors,
+        before,
+        `${masking} masking, pushdown ${pushdown}: leaked tensors`,
+      );
+    }
   }
 });

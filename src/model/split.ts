@@ -25,6 +25,33 @@ export interface SplitModel {
   suffixElementsPerImage: number;
   /** The suffix's layers, in execution order (for messages and reports). */
   suffixLayers: string[];
+  /**
+   * The suffix cut in two after the channel-local layers that directly follow the layer, when
+   * there are any (see `Pushdown`); absent otherwise.
+   */
+  pushdown?: Pushdown;
+}
+
+/**
+ * The first layers of the suffix that act on each channel alone and map a channel that is one
+ * constant everywhere to a channel that is one constant everywhere, bit for bit: elementwise
+ * activations, inference BatchNormalization, MaxPooling2D, Dropout. Masking after them with the
+ * constant they make of activation(0) (`fill`, per channel) gives exactly what masking before
+ * them gives, so the fast sweep can run them once per image instead of once per K.
+ */
+export interface Pushdown {
+  /** The channel-local layers, in order. */
+  layers: string[];
+  /** The per-image shape after them, `[H', W', C]`. */
+  shape: number[];
+  /** The layer's output -> the output of the channel-local layers. The caller owns the result. */
+  head(y: tf.Tensor4D): tf.Tensor4D;
+  /** The output of the channel-local layers -> the model's output. The caller owns the result. */
+  tail(z: tf.Tensor4D): tf.Tensor2D;
+  /** What a pruned channel holds after the channel-local layers, per channel (C values). */
+  fill: Float32Array;
+  /** Float elements per image held by the tail's layer outputs, summed. */
+  tailElementsPerImage: number;
 }
 
 /** A symbolic tensor of the model's graph, with the fields we read. */
@@ -97,6 +124,88 @@ function runSteps(steps: Step[], start: Sym, x: tf.Tensor, end: Sym): tf.Tensor 
   });
 }
 
+/** Layers applied at inference to each channel on its own, that map a constant channel to a constant channel. */
+function isChannelLocal(layer: tf.layers.Layer): boolean {
+  const config = layer.getConfig() as Record<string, unknown>;
+  switch (layer.getClassName()) {
+    case "ReLU":
+    case "LeakyReLU":
+    case "ELU":
+    case "ThresholdedReLU":
+    case "Dropout":
+    case "SpatialDropout2D":
+      return true;
+    case "Activation":
+      return !/softmax/i.test(String(config.activation));
+    case "BatchNormalization":
+      return config.axis === -1 || config.axis === 3;
+    case "MaxPooling2D":
+      return config.dataFormat === undefined || config.dataFormat === "channelsLast";
+    default:
+      return false;
+  }
+}
+
+const elementsPerImage = (t: Sym) => t.shape.slice(1).reduce((p: number, d) => p * (d ?? 1), 1);
+
+/** The suffix's leading channel-local steps: a chain from the cut, each the sole consumer of the one before. */
+function channelLocalChain(suffixSteps: Step[], cut: Sym, output: Sym): Step[] {
+  const chain: Step[] = [];
+  let at = cut;
+  for (;;) {
+    const consumers = suffixSteps.filter((s) => s.inputs.includes(at));
+    if (consumers.length !== 1) break;
+    const next = consumers[0];
+    const uses = next.inputs.filter((t) => t === at).length;
+    if (next.inputs.length !== 1 || uses !== 1 || next.outputs.length !== 1) break;
+    if (next.outputs[0] === output || next.outputs[0].shape.length !== 4 || !isChannelLocal(next.layer)) {
+      break;
+    }
+    chain.push(next);
+    at = next.outputs[0];
+  }
+  return chain;
+}
+
+/**
+ * The pushdown of `chain`, when running it on a constant map gives one value per channel
+ * (checked bit for bit); else undefined.
+ */
+function makePushdown(
+  chain: Step[],
+  suffixSteps: Step[],
+  cut: Sym,
+  output: Sym,
+  shape: number[],
+  activationOfZero: number,
+): Pushdown | undefined {
+  if (chain.length === 0) return undefined;
+  const end = chain[chain.length - 1].outputs[0];
+  const tailSteps = suffixSteps.filter((s) => !chain.includes(s));
+  const after = end.shape.slice(1).map((d) => d ?? -1);
+  const channels = shape[2];
+  if (after.length !== 3 || after[2] !== channels || after.some((d) => d <= 0)) return undefined;
+  const constant = tf.tidy(() => {
+    const map = tf.fill([1, ...shape], activationOfZero, "float32");
+    return runSteps(chain, cut, map, end).dataSync() as Float32Array;
+  });
+  const bits = new Uint32Array(constant.buffer, constant.byteOffset, constant.length);
+  for (let i = channels; i < bits.length; i++) {
+    if (bits[i] !== bits[i % channels]) return undefined;
+  }
+  return {
+    layers: chain.map((s) => s.layer.name),
+    shape: after,
+    head: (y) => runSteps(chain, cut, y, end) as tf.Tensor4D,
+    tail: (z) => runSteps(tailSteps, end, z, output) as tf.Tensor2D,
+    fill: constant.slice(0, channels),
+    tailElementsPerImage: tailSteps.reduce(
+      (sum, s) => sum + s.outputs.reduce((n, t) => n + elementsPerImage(t), 0),
+      0,
+    ),
+  };
+}
+
 /**
  * Cut `model` at `layer` (a Conv2D of this model, e.g. from `pickLayer`).
  *
@@ -167,11 +276,12 @@ export function splitModel(model: tf.LayersModel, layer: LayerRef): SplitModel {
     return (activation ? activation.apply(zero) : zero).dataSync()[0];
   });
   const suffixElementsPerImage = suffixSteps.reduce(
-    (sum, s) =>
-      sum + s.outputs.reduce((n, t) => n + t.shape.slice(1).reduce((p: number, d) => p * (d ?? 1), 1), 0),
+    (sum, s) => sum + s.outputs.reduce((n, t) => n + elementsPerImage(t), 0),
     0,
   );
   const expected = layerOutputShape(target);
+  const chain = channelLocalChain(suffixSteps, cut, output);
+  const pushdown = makePushdown(chain, suffixSteps, cut, output, expected, activationOfZero);
 
   return {
     layer,
@@ -188,5 +298,6 @@ export function splitModel(model: tf.LayersModel, layer: LayerRef): SplitModel {
     activationOfZero,
     suffixElementsPerImage,
     suffixLayers: suffixSteps.map((s) => s.layer.name),
+    ...(pushdown ? { pushdown } : {}),
   };
 }

@@ -6,6 +6,13 @@
  */
 import * as tf from "@tensorflow/tfjs";
 
+/** `fill` as one float32 value per channel. */
+function fills(fill: number | Float32Array, channels: number): Float32Array {
+  if (typeof fill === "number") return new Float32Array(channels).fill(fill);
+  if (fill.length !== channels) throw new Error(`${fill.length} fill values for ${channels} channels`);
+  return fill;
+}
+
 function maskBits(pruned: ArrayLike<boolean | number>, channels: number): Uint8Array {
   if (pruned.length !== channels) {
     throw new Error(`mask has ${pruned.length} entries but the layer has ${channels} channels`);
@@ -42,7 +49,7 @@ export function defaultMasking(backend: string = tf.getBackend()): MaskingSite {
  * One batch under many masks at once: `masks` holds m masks of C entries (row-major, m x C);
  * the result is (m*N) x H x W x C, mask j applied to images j*N .. j*N+N-1. Each block equals
  * `maskChannels(y, mask_j, fill)` exactly, wherever it is built (`site`, default
- * `defaultMasking()`).
+ * `defaultMasking()`). `fill` is one value, or one per channel.
  *
  * @example
  * ```ts
@@ -53,7 +60,7 @@ export function maskChannelsStacked(
   y: tf.Tensor4D,
   masks: Uint8Array,
   m: number,
-  fill: number,
+  fill: number | Float32Array,
   site: MaskingSite = defaultMasking(),
 ): tf.Tensor4D {
   const [n, h, w, c] = y.shape;
@@ -69,7 +76,9 @@ export function maskChannelsStacked(
   }
   return tf.tidy(() => {
     const cond = tf.tensor(masks, [m, 1, 1, 1, c], "bool");
-    const fillValue: tf.Tensor = tf.scalar(fill, "float32");
+    const fillValue: tf.Tensor = typeof fill === "number"
+      ? tf.scalar(fill, "float32")
+      : tf.tensor1d(fills(fill, c));
     const stacked = tf.where(cond, fillValue, y.reshape([1, n, h, w, c]));
     return stacked.reshape([m * n, h, w, c]) as tf.Tensor4D;
   });
@@ -78,8 +87,9 @@ export function maskChannelsStacked(
 /**
  * The host twin of `maskChannelsStacked`, for backends where building the stack in JS is
  * cheaper than broadcasting on the device (cpu, wasm): writes into `dst` (m*N*H*W*C values)
- * block j = `src` (N*H*W*C, NHWC) with the channels of mask j set to `fill`. Kept values are
- * copied bit for bit; the result equals `maskChannelsStacked` exactly.
+ * block j = `src` (N*H*W*C, NHWC) with the channels of mask j set to `fill` (one value, or one
+ * per channel). Kept values are copied bit for bit; the result equals `maskChannelsStacked`
+ * exactly.
  *
  * @example
  * ```ts
@@ -93,7 +103,7 @@ export function maskStackInto(
   channels: number,
   masks: Uint8Array,
   m: number,
-  fill: number,
+  fill: number | Float32Array,
 ): Float32Array {
   const size = src.length;
   if (size % channels !== 0) {
@@ -103,7 +113,7 @@ export function maskStackInto(
   if (masks.length !== m * channels) {
     throw new Error(`masks hold ${masks.length} entries, not ${m} x ${channels}`);
   }
-  const value = Math.fround(fill);
+  const values = fills(fill, channels);
   for (let j = 0; j < m; j++) {
     const block = dst.subarray(j * size, (j + 1) * size);
     block.set(src);
@@ -112,8 +122,9 @@ export function maskStackInto(
     );
     const np = pruned.length;
     if (np === 0) continue;
+    const prunedValues = Float32Array.from(pruned, (c) => values[c]);
     for (let row = 0; row < size; row += channels) {
-      for (let i = 0; i < np; i++) block[row + pruned[i]] = value;
+      for (let i = 0; i < np; i++) block[row + pruned[i]] = prunedValues[i];
     }
   }
   return dst;

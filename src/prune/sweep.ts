@@ -1,15 +1,18 @@
 /**
  * The fast sweep engine. The part of the network before the pruned layer never runs again:
- * the layer's outputs (computed once, `LayerOutputs`) are masked on the device and only the
- * suffix runs, with many K values batched together: one image batch is stacked under m masks
- * (one per K) and scored by one suffix call on m x B images.
+ * the layer's outputs (computed once, `LayerOutputs`) are masked and only the suffix runs, with
+ * many K values batched together: one image batch is stacked under m masks (one per K) and
+ * scored by one suffix call on m x B images.
  *
  * Pruning K channels here gives exactly what the lab's zeroing gives: each of the K first
  * channels of the ranking emits `split.activationOfZero` everywhere, every other value is
- * untouched (see mask.ts), and the suffix is the model's own layers (see split.ts).
+ * untouched (see mask.ts), and the suffix is the model's own layers (see split.ts). When
+ * channel-local layers follow the cut (activation, BatchNorm, MaxPool), they run once per image
+ * and the mask goes after them, with the constants they make of a pruned channel (`Pushdown`):
+ * the same numbers, for less work per K.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { SplitModel } from "../model/split.ts";
+import type { Pushdown, SplitModel } from "../model/split.ts";
 import type { Ranking, SweepPoint } from "../types.ts";
 import type { LayerOutputs } from "./activations.ts";
 import { defaultMasking, maskChannelsStacked, type MaskingSite, maskStackInto } from "./mask.ts";
@@ -34,6 +37,11 @@ export interface FastSweepOptions {
    * Default: "host" on the cpu and wasm backends, else "device".
    */
   masking?: MaskingSite;
+  /**
+   * Run the channel-local layers right after the cut (see `Pushdown`) once per image rather
+   * than once per K (default true when the split has them; same counts either way).
+   */
+  pushdown?: boolean;
   /** Called when K values are finished, with how many are done. */
   onProgress?: (kDone: number) => void;
   /** Called after each suffix call with (image evaluations done, total): finer than `onProgress`. */
@@ -104,6 +112,32 @@ export function planBatching(
   return { kBatch, imageBatch };
 }
 
+/** The cached layer outputs run through `pushdown.head`, batch by batch. */
+async function runHead(pushdown: Pushdown, out: LayerOutputs, batch = 256): Promise<LayerOutputs> {
+  const [height, width, channels] = pushdown.shape;
+  const perIn = out.height * out.width * out.channels;
+  const perOut = height * width * channels;
+  const data = new Float32Array(out.count * perOut);
+  for (let first = 0; first < out.count; first += batch) {
+    const n = Math.min(batch, out.count - first);
+    const z = tf.tidy(() => {
+      const y = tf.tensor4d(out.data.subarray(first * perIn, (first + n) * perIn), [
+        n,
+        out.height,
+        out.width,
+        out.channels,
+      ]);
+      return pushdown.head(y);
+    });
+    try {
+      data.set(await z.data() as Float32Array, first * perOut);
+    } finally {
+      z.dispose();
+    }
+  }
+  return { data, count: out.count, height, width, channels };
+}
+
 /**
  * Accuracy for each K (the K first channels of `ranking.order` pruned), from the layer's
  * cached outputs. `labels[i]` is the class of image i of `out`.
@@ -130,9 +164,16 @@ export async function sweepFast(
   }
   const ks = resolveKValues(opts.kValues, channels);
   const position = rankPositions(ranking, channels);
-  const perImage = height * width * channels;
-  const { kBatch, imageBatch } = planBatching(perImage, split.suffixElementsPerImage, count, ks.length, opts);
-  const fill = split.activationOfZero;
+  // Run the channel-local layers after the cut (activation, BatchNorm, MaxPool) once per image,
+  // then mask their output with what they make of a pruned channel: exactly the same numbers.
+  const pushdown = opts.pushdown === false ? undefined : split.pushdown;
+  const start = pushdown ? await runHead(pushdown, out) : out;
+  const [height1, width1] = [start.height, start.width];
+  const perImage = height1 * width1 * channels;
+  const suffixSize = pushdown ? pushdown.tailElementsPerImage : split.suffixElementsPerImage;
+  const { kBatch, imageBatch } = planBatching(perImage, suffixSize, count, ks.length, opts);
+  const fill = pushdown ? pushdown.fill : split.activationOfZero;
+  const rest = pushdown ? pushdown.tail : split.suffix;
   const masking = opts.masking ?? defaultMasking();
   const stack = masking === "host"
     ? new Float32Array(Math.min(kBatch, ks.length) * imageBatch * perImage)
@@ -148,24 +189,19 @@ export async function sweepFast(
       for (let ch = 0; ch < channels; ch++) masks[j * channels + ch] = position[ch] < k ? 1 : 0;
     });
     const correct = new Array<number>(m).fill(0);
-    for (let start = 0; start < count; start += imageBatch) {
-      const n = Math.min(imageBatch, count - start);
-      const batch = out.data.subarray(start * perImage, (start + n) * perImage);
+    for (let first = 0; first < count; first += imageBatch) {
+      const n = Math.min(imageBatch, count - first);
+      const batch = start.data.subarray(first * perImage, (first + n) * perImage);
       const counts = tf.tidy(() => {
         let input: tf.Tensor4D;
         if (stack) {
           const values = maskStackInto(stack.subarray(0, m * n * perImage), batch, channels, masks, m, fill);
-          input = tf.tensor4d(values, [m * n, height, width, channels]);
+          input = tf.tensor4d(values, [m * n, height1, width1, channels]);
         } else {
-          input = maskChannelsStacked(
-            tf.tensor4d(batch, [n, height, width, channels]),
-            masks,
-            m,
-            fill,
-            "device",
-          );
+          const y = tf.tensor4d(batch, [n, height1, width1, channels]);
+          input = maskChannelsStacked(y, masks, m, fill, "device");
         }
-        return countCorrect(split.suffix(input), labels.subarray(start, start + n), m);
+        return countCorrect(rest(input), labels.subarray(first, first + n), m);
       });
       try {
         const values = await counts.data();
