@@ -327,3 +327,61 @@ Deno.test("surgery leaves the original model unchanged and leaks no tensors", as
   model.getWeights().forEach((w, i) => assert.deepEqual(Array.from(w.dataSync()), before[i]));
   model.dispose();
 });
+
+Deno.test("the lab's VGG (width 1/8): block4_conv3 and all of block 5 in one plan, exact", async () => {
+  const { buildVgg } = await import("../src/model/vgg.ts");
+  const model = buildVgg({ width: 0.125 });
+  randomize(model, 12);
+  const removals = [
+    { layer: "block4_conv3", channels: [1, 5, 9, 33, 60] },
+    { layer: "block5_conv1", channels: [0, 2, 4, 6, 8, 10, 12, 14] },
+    { layer: "block5_conv2", channels: [63, 1, 30] },
+    { layer: "block5_conv3", channels: Array.from({ length: 40 }, (_, i) => i + 3) },
+  ];
+  const result = await checkExact(model, removals);
+  const by = Object.fromEntries(result.layers.map((l) => [l.layer, l]));
+  assert.equal(by.block4_conv3.consumer, "block5_conv1");
+  assert.deepEqual(by.block4_conv3.between, ["block4_bn3", "block4_pool", "block4_drop"]);
+  assert.equal(by.block5_conv3.consumer, "fc1");
+  assert.equal(by.block5_conv3.fold, "bias");
+  assert.equal(by.block5_conv3.channelsAfter, 64 - 40);
+  model.dispose();
+  result.model.dispose();
+});
+
+const SHARED_MODELS = new URL("../../shared/models/", import.meta.url);
+const SHARED_TEST = new URL("../../shared/cifar10/test_batch.bin", import.meta.url);
+
+Deno.test("third-party models from ../shared: slim equals masked on real images", {
+  ignore: !existsSync(SHARED_MODELS) || !existsSync(SHARED_TEST),
+}, async () => {
+  const { loadModel } = await import("../src/model/load.ts");
+  const cases: [string, ChannelRemoval[]][] = [
+    // A TF.js export whose dense layer declares its input width (1024): it must shrink too.
+    ["tfjs-cnn-zz632893783/model.json", [{ layer: "conv2d_Conv2D3", channels: [0, 7, 8, 21, 40, 63] }]],
+    // Keras 2 VGG with BN: conv2d_10 -> BN -> 'same' conv (carrier), conv2d_11 -> BN -> dense.
+    ["keras2-vgg-bn-denisko28/cifar10_model.FULL_DERIVED.h5", [
+      { layer: "conv2d_10", channels: [3, 4, 5, 100] },
+      { layer: "conv2d_11", channels: [0, 10, 20, 30, 127] },
+    ]],
+  ];
+  const test = await loadTestSet(
+    fileURLToPath(new URL("cifar10", new URL("../../shared/", import.meta.url))),
+    16,
+  );
+  for (const [file, removals] of cases) {
+    const { model, preprocessing } = await loadModel(fileURLToPath(new URL(file, SHARED_MODELS)));
+    const masked = await zeroChannels(model, removals);
+    const { model: slim, artifacts } = await removeChannels(model, removals);
+    const x = imagesToTensor(test, 0, test.count, preprocessing);
+    const diff = maxAbsDiff(masked, slim, x);
+    assert.ok(diff <= TOLERANCE, `${file}: max |diff| ${diff}`);
+    assert.ok(modelCost(slim).parameters < modelCost(model).parameters);
+    if (file.startsWith("tfjs")) {
+      const dense = JSON.stringify(artifacts.modelTopology).match(/"batch_input_shape":\[null,(\d+)\]/);
+      assert.equal(Number(dense?.[1]), 16 * (64 - 6));
+    }
+    x.dispose();
+    [model, masked, slim].forEach((m) => m.dispose());
+  }
+});

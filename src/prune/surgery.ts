@@ -303,6 +303,11 @@ function kernelAndBias(
   return { kernel, bias: own.find((w) => w.shape.length === 1) ?? null };
 }
 
+/** The saved name of a layer's kernel (its first weight of rank >= 2). */
+function kernelOf(layer: tf.layers.Layer): string {
+  return layer.weights.find((w) => w.shape.length >= 2)!.originalName;
+}
+
 /** Keep only the entries `keep` along `axis` of a row-major array. */
 function takeAlongAxis(w: WeightValue, axis: number, keep: number[]): WeightValue {
   const shape = w.shape;
@@ -476,17 +481,25 @@ function fold(
   return { kind: "carrier", carrier, largest };
 }
 
-/** Set `filters` of the Conv2D named `name` in a saved topology (Sequential or Functional). */
-function setFilters(topology: unknown, name: string, filters: number): boolean {
-  if (!topology || typeof topology !== "object") return false;
-  if (Array.isArray(topology)) return topology.some((t) => setFilters(t, name, filters));
+/** The config of the layer named `name` in a saved topology (Sequential or Functional). */
+function layerConfig(topology: unknown, name: string): Record<string, unknown> | undefined {
+  if (!topology || typeof topology !== "object") return undefined;
   const obj = topology as Record<string, unknown>;
   const cfg = obj.config as Record<string, unknown> | undefined;
-  if (obj.class_name === CONV_CLASS && cfg && cfg.name === name && typeof cfg.filters === "number") {
-    cfg.filters = filters;
-    return true;
+  if (typeof obj.class_name === "string" && cfg && typeof cfg === "object" && cfg.name === name) return cfg;
+  for (const v of Object.values(obj)) {
+    const found = layerConfig(v, name);
+    if (found) return found;
   }
-  return Object.values(obj).some((v) => setFilters(v, name, filters));
+  return undefined;
+}
+
+/** Set the last dimension of a layer's declared input shape, when its config declares one. */
+function setDeclaredInputWidth(cfg: Record<string, unknown>, width: number): void {
+  for (const key of ["batch_input_shape", "batchInputShape"]) {
+    const shape = cfg[key];
+    if (Array.isArray(shape) && shape.length > 0) shape[shape.length - 1] = width;
+  }
 }
 
 async function buildModel(artifacts: tf.io.ModelArtifacts): Promise<tf.LayersModel> {
@@ -588,9 +601,15 @@ export async function removeChannels(
         return takeAlongAxis(w, 0, rows);
       });
     }
-    if (!setFilters(topology, rep.layer, rep.channelsAfter)) {
+    const convCfg = layerConfig(topology, rep.layer);
+    if (!convCfg || typeof convCfg.filters !== "number") {
       throw new Error(`no Conv2D config named ${rep.layer} in the model topology`);
     }
+    convCfg.filters = rep.channelsAfter;
+    // A consumer that declares its input shape (some exports do) must declare the new one.
+    const consumerCfg = layerConfig(topology, path.consumer.name);
+    const inputs = path.kind === "conv" ? keep.length : (store.get(kernelOf(path.consumer))?.shape[0] ?? 0);
+    if (consumerCfg) setDeclaredInputWidth(consumerCfg, inputs);
   }
   const { specs, data } = encodeWeights(artifacts.weightSpecs ?? [], store);
   const slimArtifacts: tf.io.ModelArtifacts = {
