@@ -14,7 +14,6 @@ import { evaluate } from "../src/prune/naive.ts";
 import { DEFAULT_PREPROCESSING } from "../src/types.ts";
 
 await setupBackend("wasm");
-Deno.env.set("PRUNESCOPE_NO_PROGRESS", "1");
 
 const TINY_DATA = fileURLToPath(new URL("../fixtures/cifar10-tiny", import.meta.url));
 const TEST_IMAGES = 200;
@@ -156,6 +155,7 @@ Deno.test("prune --max-drop: a loadable slim model whose accuracy is the sweep's
   const bytes = (await Deno.stat(join(out, "model", "weights.bin"))).size;
   assert.equal(report.after.weightsBinBytes, bytes);
   assert.equal(bytes, 4 * report.after.parameters);
+  assert.equal(report.before.weightsBinBytes, (await Deno.stat(join(tmp, "source", "weights.bin"))).size);
   assert.ok(report.before.latencyMs.batch1 > 0 && report.after.latencyMs.batch256 > 0);
 
   // Plain tf.loadLayersModel over HTTP, metadata kept; it scores the reported accuracy.

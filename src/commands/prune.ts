@@ -10,7 +10,7 @@
  * -> surgery -> checks and measurements -> writers -> optional fine-tune -> writers.
  */
 import { parseArgs } from "node:util";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, setupBackend } from "../backend.ts";
 import { UserError } from "../errors.ts";
@@ -150,7 +150,7 @@ interface ModelFigures {
   parameters: number;
   trainableParameters: number;
   multiplyAdds: number;
-  /** Bytes of weights.bin (float32 weights). */
+  /** Bytes of weights.bin: the files on disk (the source's shards for a TF.js source, else 4 x parameters). */
   weightsBinBytes: number;
   latencyMs: { batch1: number | null; batch256: number | null };
   latencyRunsMs: { batch1: number[]; batch256: number[] };
@@ -329,6 +329,20 @@ async function selectPlan(
 
 async function fileSize(path: string): Promise<number> {
   return (await Deno.stat(path)).size;
+}
+
+/**
+ * Bytes of a TF.js model's weight shards on disk (the files its model.json lists); undefined
+ * for other formats, whose size is then given as the float32 weights.bin they would make.
+ */
+async function sourceWeightsBytes(loaded: LoadedModel): Promise<number | undefined> {
+  if (loaded.format !== "tfjs") return undefined;
+  const json = JSON.parse(await Deno.readTextFile(loaded.path)) as { weightsManifest: { paths: string[] }[] };
+  let total = 0;
+  for (const group of json.weightsManifest) {
+    for (const shard of group.paths) total += await fileSize(join(dirname(loaded.path), shard));
+  }
+  return total;
 }
 
 /** Run the prune command. */
@@ -512,7 +526,13 @@ export async function run(args: string[]): Promise<void> {
     const [b256, a256] = await compareLatency([loaded.model, slim], 256, latencyRuns);
     latency = [{ batch1: b1, batch256: b256 }, { batch1: a1, batch256: a256 }];
   }
-  const beforeFig = figures(loaded.model, sel.before.correct, test.count, latency?.[0] ?? null);
+  const beforeFig = figures(
+    loaded.model,
+    sel.before.correct,
+    test.count,
+    latency?.[0] ?? null,
+    await sourceWeightsBytes(loaded),
+  );
   const afterFig = figures(
     slim,
     slimCorrect,
