@@ -165,6 +165,8 @@ Deno.test("prune --max-drop: a loadable slim model whose accuracy is the sweep's
     const json: Json = await (await fetch(`${base}/model/model.json`)).json();
     assert.deepEqual(json.userDefinedMetadata.prunescope.preprocessing, DEFAULT_PREPROCESSING);
     assert.equal(json.userDefinedMetadata.prunescope.madeBy, "prune_cli_test");
+    assert.equal(json.userDefinedMetadata.prunescope.testAccuracy, report.after.accuracy);
+    assert.equal(json.userDefinedMetadata.prunescope.pruning.layers[0].after, 12 - k);
     const { correct } = await evaluate(slim, test, DEFAULT_PREPROCESSING);
     assert.equal(correct, report.after.correct);
     assert.equal(slim.getLayer("conv3").getWeights()[0].shape[3], 12 - k);

@@ -494,6 +494,7 @@ export async function run(args: string[]): Promise<void> {
     criterion,
     ...(criterionDef.seeded ? { seed } : {}),
     rankedOn: "original model, test images",
+    sourceTestAccuracy: prior.testAccuracy ?? null,
     layers: surgery.layers.map((l) => ({
       layer: l.layer,
       k: sel.ks[l.layer],
@@ -504,7 +505,15 @@ export async function run(args: string[]): Promise<void> {
   };
   const metadata = {
     ...loaded.metadata,
-    prunescope: { ...prior, preprocessing: prep, classNames: loaded.classNames, pruning: pruningRecord },
+    prunescope: {
+      ...prior,
+      preprocessing: prep,
+      classNames: loaded.classNames,
+      // The slim model's own figures replace the source's.
+      testAccuracy: slimCorrect / test.count,
+      testImages: test.count,
+      pruning: pruningRecord,
+    },
   };
   await slim.save(fileSaver(modelDir, metadata));
   const reloaded = await tf.loadLayersModel(fileLoader(join(modelDir, "model.json")));
@@ -616,6 +625,7 @@ export async function run(args: string[]): Promise<void> {
       ...metadata,
       prunescope: {
         ...metadata.prunescope,
+        testAccuracy: last.evalAccuracy,
         finetune: { epochs, peakLr, trainImages: trainSet.count, history },
       },
     }));
