@@ -7,7 +7,7 @@ import { setupBackend } from "../src/backend.ts";
 import { loadTestSet, loadTrainSet } from "../src/data/cifar10.ts";
 import { fileSaver } from "../src/model/tfjs_io.ts";
 import { largestKWithin } from "../src/prune/summary.ts";
-import { parsePlan } from "../src/commands/prune.ts";
+import { parsePlan, sweepWithin } from "../src/commands/prune.ts";
 import { mulberry32 } from "../src/train/random.ts";
 import { finetune } from "../src/train/finetune.ts";
 import { evaluate } from "../src/prune/naive.ts";
@@ -131,7 +131,9 @@ Deno.test("prune --max-drop: a loadable slim model whose accuracy is the sweep's
     const [k, , accuracy, correct, total] = line.split(",").map(Number);
     return { k, channelPrunedAtK: null, accuracy, correct, total };
   });
-  assert.equal(sweep.length, 13);
+  // K = 0, 1, 2, ... in order, up to all 13 or until past the first K outside the band.
+  sweep.forEach((p, i) => assert.equal(p.k, i));
+  if (sweep.length < 13) assert.ok(sweep.some((p) => p.accuracy < sweep[0].accuracy - 0.02));
   const k = Math.min(largestKWithin(sweep, 2), 11);
   assert.ok(k > 0, "the test needs a K > 0 to mean something");
   assert.equal(report.selection.k.conv3, k);
@@ -238,11 +240,35 @@ Deno.test("prune --plan with a bare layer and --max-drop: that layer's K comes f
       return { k, channelPrunedAtK: null, accuracy, correct, total };
     },
   );
-  assert.equal(sweep.length, 9);
+  sweep.forEach((p, i) => assert.equal(p.k, i));
   assert.equal(report.selection.k.conv2, Math.min(largestKWithin(sweep, 2), 7));
   assert.equal(report.selection.k.conv3, 4);
   assert.equal(report.after.correct, report.masked.correct);
   assert.equal(report.check.slimEqualsMasked, true);
+});
+
+Deno.test("sweepWithin stops early and still finds largestKWithin of the full sweep", async () => {
+  const { loadModel } = await import("../src/model/load.ts");
+  const { pickLayer } = await import("../src/model/layers.ts");
+  const { splitModel } = await import("../src/model/split.ts");
+  const { computeLayerOutputs } = await import("../src/prune/activations.ts");
+  const { rankByMean } = await import("../src/prune/criteria.ts");
+  const { sweepFast } = await import("../src/prune/sweep.ts");
+  const { model, preprocessing } = await loadModel(modelPath);
+  const test = await loadTestSet(TINY_DATA, TEST_IMAGES);
+  for (const name of ["conv1", "conv3"]) {
+    const split = splitModel(model, pickLayer(model, name));
+    const outputs = await computeLayerOutputs(split, test, preprocessing);
+    const ranking = rankByMean(outputs);
+    const full = await sweepFast(split, outputs, test.labels, ranking);
+    for (const drop of [0, 1, 5, 20]) {
+      const { k, sweep } = await sweepWithin(split, outputs, test.labels, ranking, drop, "t", 2);
+      assert.equal(k, Math.min(largestKWithin(full, drop), outputs.channels - 1), `${name} drop ${drop}`);
+      assert.deepEqual(sweep, full.slice(0, sweep.length));
+      assert.ok(sweep.length <= Math.min(full.length, 2 * Math.ceil((k + 2) / 2)), `${name}: stopped late`);
+    }
+  }
+  model.dispose();
 });
 
 Deno.test("prune: --help, and bad input gives one line and exit 1", async () => {

@@ -16,11 +16,11 @@ import { type BackendName, setupBackend } from "../backend.ts";
 import { UserError } from "../errors.ts";
 import { type LayerRef, pickLayer } from "../model/layers.ts";
 import { checkCifarModel, type LoadedModel, loadModel } from "../model/load.ts";
-import { splitModel } from "../model/split.ts";
+import { type SplitModel, splitModel } from "../model/split.ts";
 import { fileLoader, fileSaver } from "../model/tfjs_io.ts";
 import { loadTestSet, loadTrainSet } from "../data/cifar10.ts";
 import { resolveDataDir } from "../data/fetch.ts";
-import { computeLayerOutputs } from "../prune/activations.ts";
+import { computeLayerOutputs, type LayerOutputs } from "../prune/activations.ts";
 import { channelStats } from "../prune/criteria_activation.ts";
 import { outputKind } from "../prune/class_scores.ts";
 import { type Criterion, criterionByName, criterionNames } from "../prune/rankings.ts";
@@ -58,7 +58,8 @@ multiply-adds, weights.bin size and latency before and after, and test accuracy 
 Choose what to prune with one of:
   --layer NAME --k N        remove N channels of NAME (default layer: the last Conv2D)
   --layer NAME --max-drop P the largest K whose sweep accuracy stays within P points of K = 0
-                            (at most C - 1: one channel always stays)
+                            (at most C - 1: one channel always stays); the sweep runs K = 0, 1, ...
+                            and stops soon after accuracy first leaves the band
   --plan L1:K1,L2:K2,...    several layers in one run; each layer's channels are ranked on the
                             ORIGINAL (unpruned) model, the same ranking 'sweep' shows for it, and
                             all K_i are removed together (the order of the list does not matter).
@@ -92,7 +93,7 @@ zero, so it emits exactly the constant) and the others' contributions are merged
 of the next kernel. compression.json lists it per layer ("carrier").
 
 Writes to --out: model/ (model.json + weights.bin, metadata kept), compression.json, sweep.csv
-(with --max-drop; sweep_<layer>.csv per bare --plan layer); with --finetune-epochs also finetuned/, finetune-log.csv, recovery.svg/png.`;
+(the K values --max-drop evaluated; sweep_<layer>.csv per bare --plan layer); with --finetune-epochs also finetuned/, finetune-log.csv, recovery.svg/png.`;
 
 function positiveInt(name: string, v: string | undefined, fallback: number, allowZero = false): number {
   if (v === undefined) return fallback;
@@ -226,6 +227,47 @@ async function rankLayer(loaded: LoadedModel, layer: LayerRef, test: Dataset, op
   return { split, outputs, ranking: { ...ranking, criterion: opts.criterion.name } };
 }
 
+/** K values per step of `sweepWithin`. */
+export const SWEEP_CHUNK = 16;
+
+/**
+ * The largest K (at most C - 1: a layer keeps one channel) whose accuracy, and that of every
+ * smaller K, stays within `maxDrop` points of K = 0: `largestKWithin` over the sweep, but
+ * evaluated K = 0, 1, 2, ... in chunks and stopped after the chunk where accuracy first leaves
+ * the band (the K values after it cannot change the answer). Returns the points evaluated.
+ *
+ * @example
+ * ```ts
+ * const { k, sweep } = await sweepWithin(split, outputs, test.labels, ranking, 1.0, "sweep");
+ * ```
+ */
+export async function sweepWithin(
+  split: SplitModel,
+  outputs: LayerOutputs,
+  labels: Uint8Array,
+  ranking: Ranking,
+  maxDrop: number,
+  label: string,
+  chunk = SWEEP_CHUNK,
+): Promise<{ k: number; sweep: SweepPoint[] }> {
+  const channels = outputs.channels;
+  const bar = new Progress({ label, total: channels + 1, unit: "K" });
+  const sweep: SweepPoint[] = [];
+  for (let start = 0; start <= channels; start += chunk) {
+    const kValues = Array.from({ length: Math.min(chunk, channels + 1 - start) }, (_, i) => start + i);
+    sweep.push(
+      ...await sweepFast(split, outputs, labels, ranking, {
+        kValues,
+        onProgress: (n) => bar.set(start + n),
+      }),
+    );
+    const floor = sweep[0].accuracy - maxDrop / 100;
+    if (sweep.some((p) => p.accuracy < floor - 1e-12)) break;
+  }
+  bar.done(`${sweep.length} of ${channels + 1} K values evaluated`);
+  return { k: Math.min(largestKWithin(sweep, maxDrop), channels - 1), sweep };
+}
+
 async function selectSingle(
   loaded: LoadedModel,
   test: Dataset,
@@ -237,15 +279,13 @@ async function selectSingle(
   }
   const { split, outputs, ranking } = await rankLayer(loaded, layer, test, opts.rank);
   const full = opts.k === undefined;
-  const kValues = full ? undefined : [0, opts.k!];
-  const bar = new Progress({ label: "sweep", total: full ? layer.channels + 1 : 2, unit: "K" });
-  const sweep = await sweepFast(split, outputs, test.labels, ranking, {
-    kValues,
-    onProgress: (n) => bar.set(n),
-  });
-  bar.done();
-  // Keep at least one channel: a layer cannot be removed whole.
-  const k = full ? Math.min(largestKWithin(sweep, opts.maxDrop!), layer.channels - 1) : opts.k!;
+  let k: number, sweep: SweepPoint[];
+  if (full) {
+    ({ k, sweep } = await sweepWithin(split, outputs, test.labels, ranking, opts.maxDrop!, "sweep"));
+  } else {
+    k = opts.k!;
+    sweep = await sweepFast(split, outputs, test.labels, ranking, { kValues: [0, k] });
+  }
   const pruned = ranking.order.slice(0, k);
   const at = (kk: number) => sweep.find((p) => p.k === kk)!;
   const classes = await maskedClasses(split, outputs, pruned, opts.rank.batch);
@@ -287,11 +327,16 @@ async function selectPlan(
     rankings[layer.name] = ranking;
     if (plan[i].k === null) {
       // This layer alone, swept: the largest K within --max-drop (at most C - 1).
-      const bar = new Progress({ label: `${layer.name} sweep`, total: layer.channels + 1, unit: "K" });
-      const sweep = await sweepFast(split, outputs, test.labels, ranking, { onProgress: (n) => bar.set(n) });
-      bar.done();
+      const { k, sweep } = await sweepWithin(
+        split,
+        outputs,
+        test.labels,
+        ranking,
+        maxDrop!,
+        `${layer.name} sweep`,
+      );
       sweeps[layer.name] = sweep;
-      ks[layer.name] = Math.min(largestKWithin(sweep, maxDrop!), layer.channels - 1);
+      ks[layer.name] = k;
     } else {
       ks[layer.name] = plan[i].k!;
     }
