@@ -24,6 +24,7 @@ import { assertUncoupled } from "../prune/topology.ts";
 import { type CriterionRun, summarizeRuns, verdictsAt } from "../prune/compare.ts";
 import { comparisonSeries, comparisonTable, detailTable, rankingTable } from "../report/criteria_tables.ts";
 import { sweepFast } from "../prune/sweep.ts";
+import { SweepPool } from "../prune/parallel.ts";
 import { sweepNaive } from "../prune/naive.ts";
 import { largestKWithin, SUMMARY_BANDS } from "../prune/summary.ts";
 import type { Preprocessing, SweepResult } from "../types.ts";
@@ -53,6 +54,7 @@ Options:
   --batch N          images per forward pass                     (default 256)
   --limit N          use only the first N test images            (default all 10,000)
   --naive            the lab's literal method: zero the weights and re-run the whole model for each K
+  --workers N        worker threads sharing the prefix pass and the sweep (same results)  (default 1)
   --k LIST           only these K values, e.g. 0,8,16 or 0:64:8  (default 0..C)
   --criterion LIST   ranking criteria to compare, e.g. mean,apoz,l1,random,largest  (default mean)
                      one of: ${criterionNames()}
@@ -119,6 +121,7 @@ export async function run(args: string[]): Promise<void> {
         batch: { type: "string" },
         limit: { type: "string" },
         naive: { type: "boolean", default: false },
+        workers: { type: "string" },
         k: { type: "string" },
         criterion: { type: "string", default: "mean" },
         seeds: { type: "string" },
@@ -142,6 +145,7 @@ export async function run(args: string[]): Promise<void> {
   const timings: Record<string, number> = {};
   const clock = (name: string, t0: number) => (timings[name] = (performance.now() - t0) / 1000);
   const batch = positiveInt("batch", values.batch, 256);
+  const workers = positiveInt("workers", values.workers, 1);
   const limit = positiveInt("limit", values.limit, Infinity);
   const flags: Partial<Preprocessing> = {};
   if (values.scale !== undefined) {
@@ -186,11 +190,13 @@ export async function run(args: string[]): Promise<void> {
 
   t0 = performance.now();
   const split = splitModel(loaded.model, layer);
+  // --workers N: the prefix pass and the fast sweeps shared by N workers (closed when run() returns).
+  using pool = workers > 1 ? await SweepPool.start(loaded.model, layer, { workers, backend }) : null;
   const prefixBar = new Progress({ label: "layer outputs", total: test.count, unit: "img" });
-  const outputs = await computeLayerOutputs(split, test, prep, {
-    batch,
-    onProgress: (n) => prefixBar.set(n),
-  });
+  const onPrefix = (n: number) => prefixBar.set(n);
+  const outputs = pool
+    ? await pool.layerOutputs(test, prep, { batch, onProgress: onPrefix })
+    : await computeLayerOutputs(split, test, prep, { batch, onProgress: onPrefix });
   prefixBar.done();
   clock("prefix", t0);
 
@@ -222,6 +228,8 @@ export async function run(args: string[]): Promise<void> {
     const onProgress = (k: number) => sweepBar.set(i * ks.length + k);
     const points = values.naive
       ? await sweepNaive(loaded.model, layer, test, prep, r.ranking, { kValues, batch, onProgress })
+      : pool
+      ? await pool.sweep(outputs, test.labels, r.ranking, { kValues, onProgress })
       : await sweepFast(split, outputs, test.labels, r.ranking, { kValues, onProgress });
     runs.push({
       criterion: r.criterion.name,

@@ -1,0 +1,528 @@
+/**
+ * `deno task bench`: how long the sweep takes at the lab's scale, as one JSON object per case on
+ * stdout (progress on stderr).
+ *
+ *   a  the default model (or --model), every K, the test set (10,000 images, or --limit);
+ *   b  the full-size lab VGG (--width 1.0, untrained weights: the work is the same), every K;
+ *   c  --naive on the model of (a) for a subset of K (--k-subset), projected to every K, and
+ *      the ratio to the fast sweep.
+ *
+ * The fast sweep is the change-only engine (src/prune/sweep_incremental.ts; exact, same counts as
+ * sweepFast), on --workers workers (src/prune/parallel.ts), optionally with the Dense-layer
+ * algebra (--algebra; src/prune/linear_head.ts; not bit-exact). --verify also runs the
+ * single-process sweepFast and reports whether every count is equal.
+ *
+ * Fields: case, model, layer, channels, images, kValues (how many), backend, workers, split,
+ * engine, seconds {setup, load, prefix, sweep, total} (wall clock; total = load + prefix + sweep),
+ * cpuSeconds (the same phases in process CPU time: what a free machine's wall clock would be
+ * with one worker), rows {evaluated, inputChanged, plain} (suffix rows run; (image, K) pairs whose
+ * layer output changed from the previous K; the N x K a plain sweep runs),
+ * peakMemoryBytes {rss (Deno.memoryUsage().rss sampled), rssHighWater (getrusage maxrss: the
+ * process's peak so far), tf (largest tf.memory().numBytes, main thread and workers)}, accuracy {k0, kC},
+ * countsDigest, naive {kValues, images, seconds, projectedSecondsAllK} or null, ratio (naive
+ * projected / fast prefix+sweep) or null, verify or null.
+ *
+ * @example
+ * ```sh
+ * deno task bench --case a --model fixtures/models/default/model.json --workers 2
+ * deno task bench --case b --limit 200   # a quick look at the full-size model
+ * ```
+ */
+import { parseArgs } from "node:util";
+import process from "node:process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import * as tf from "@tensorflow/tfjs";
+import { type BackendName, setupBackend } from "../src/backend.ts";
+import { UserError } from "../src/errors.ts";
+import { loadTestSet, sliceDataset } from "../src/data/cifar10.ts";
+import { loadModel } from "../src/model/load.ts";
+import { pickLayer } from "../src/model/layers.ts";
+import { splitModel } from "../src/model/split.ts";
+import { buildVgg } from "../src/model/vgg.ts";
+import { computeLayerOutputs, type LayerOutputs } from "../src/prune/activations.ts";
+import { rankByMean } from "../src/prune/criteria.ts";
+import { resolveKValues, sweepFast } from "../src/prune/sweep.ts";
+import { sweepNaive } from "../src/prune/naive.ts";
+import { changeCounts, sweepIncremental } from "../src/prune/sweep_incremental.ts";
+import { linearRows, planLinearHead } from "../src/prune/linear_head.ts";
+import { SweepPool, type SweepSplit } from "../src/prune/parallel.ts";
+import { Progress } from "../src/ui/progress.ts";
+import { type Dataset, DEFAULT_PREPROCESSING, type Preprocessing, type SweepPoint } from "../src/types.ts";
+
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+const DEFAULT_MODEL = here("../fixtures/models/default/model.json");
+const SHARED_DATA = here("../../shared/cifar10");
+const TINY_DATA = here("../fixtures/cifar10-tiny");
+
+const HELP = `deno task bench [options]
+
+Times the sweep at the lab's scale and prints one JSON object per case.
+
+Options:
+  --case C          a | b | c | all                                    (default all)
+  --model PATH      model of cases a and c: model.json, .h5, .keras, or vgg:WIDTH for an
+                    untrained VGG built in memory            (default fixtures/models/default)
+  --width W         width of case b's VGG                              (default 1.0)
+  --data DIR        CIFAR-10 folder       (default ../shared/cifar10 if present, else the tiny fixture)
+  --limit N         use the first N test images                        (default all)
+  --backend B       auto | webgpu | wasm | cpu                         (default auto)
+  --workers N       worker threads; 1 runs in this process             (default 1)
+  --split S         images | k: how workers share the sweep            (default images)
+  --algebra         update the first Dense layer per K instead of recomputing it (not bit-exact)
+  --k-subset LIST   K values for the naive method, e.g. 0,32,64 or 0:128:32 (default 5 spread over 0..C)
+  --naive-images N  images the naive method runs on (default: case c all, case b 200)
+  --verify          also run the single-process sweepFast and compare every count
+  --budget MIB      memory budget of one suffix call, MiB              (default 256)
+  -h, --help        this text`;
+
+interface Options {
+  cases: ("a" | "b" | "c")[];
+  model: string;
+  width: number;
+  data: string;
+  limit: number;
+  backend: BackendName;
+  workers: number;
+  split: SweepSplit;
+  algebra: boolean;
+  kSubset?: number[];
+  naiveImages?: number;
+  verify: boolean;
+  budget: number;
+}
+
+function positive(name: string, v: string | undefined, fallback: number, integer = true): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!(n > 0) || (integer && !Number.isInteger(n))) {
+    throw new UserError(`--${name} must be a positive ${integer ? "integer" : "number"}, got '${v}'.`);
+  }
+  return n;
+}
+
+/** Parse "0,8,16" or "0:64:8" (stop included). */
+function parseKs(v: string): number[] {
+  const ks: number[] = [];
+  for (const part of v.split(",")) {
+    const r = part.split(":").map(Number);
+    if (r.length > 3 || r.some((x) => !Number.isInteger(x) || x < 0) || (r.length === 3 && r[2] <= 0)) {
+      throw new UserError(`--k-subset: '${part}' is not a K value or a start:stop:step range.`);
+    }
+    if (r.length === 1) ks.push(r[0]);
+    else for (let k = r[0]; k <= r[1]; k += r[2] ?? 1) ks.push(k);
+  }
+  return ks;
+}
+
+function parseOptions(args: string[]): Options | null {
+  let values;
+  try {
+    values = parseArgs({
+      args,
+      options: {
+        case: { type: "string", default: "all" },
+        model: { type: "string" },
+        width: { type: "string" },
+        data: { type: "string" },
+        limit: { type: "string" },
+        backend: { type: "string", default: "auto" },
+        workers: { type: "string" },
+        split: { type: "string", default: "images" },
+        algebra: { type: "boolean", default: false },
+        "k-subset": { type: "string" },
+        "naive-images": { type: "string" },
+        verify: { type: "boolean", default: false },
+        budget: { type: "string" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    throw new UserError(`${(e as Error).message}. See 'deno task bench --help'.`);
+  }
+  if (values.help) {
+    console.log(HELP);
+    return null;
+  }
+  const c = values.case!;
+  if (!["a", "b", "c", "all"].includes(c)) throw new UserError(`--case must be a, b, c or all, got '${c}'.`);
+  if (values.split !== "images" && values.split !== "k") {
+    throw new UserError(`--split must be images or k, got '${values.split}'.`);
+  }
+  return {
+    cases: c === "all" ? ["a", "b", "c"] : [c as "a" | "b" | "c"],
+    model: values.model ?? DEFAULT_MODEL,
+    width: positive("width", values.width, 1, false),
+    data: values.data ?? (existsSync(SHARED_DATA) ? SHARED_DATA : TINY_DATA),
+    limit: positive("limit", values.limit, Infinity),
+    backend: values.backend as BackendName,
+    workers: positive("workers", values.workers, 1),
+    split: values.split,
+    algebra: values.algebra!,
+    kSubset: values["k-subset"] === undefined ? undefined : parseKs(values["k-subset"]),
+    naiveImages: values["naive-images"] === undefined
+      ? undefined
+      : positive("naive-images", values["naive-images"], 1),
+    verify: values.verify!,
+    budget: positive("budget", values.budget, 256, false) * 2 ** 20,
+  };
+}
+
+/** Process CPU seconds (user + system, every thread: the workers too). */
+function cpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
+}
+
+/** The process's peak resident set so far (getrusage's maxrss), or null where unknown. */
+function rssHighWater(): number | null {
+  const kb = process.resourceUsage?.().maxRSS;
+  return typeof kb === "number" && kb > 0 ? kb * 1024 : null;
+}
+
+/** Samples RSS and tf.memory() every 100 ms (and on demand) until stopped. */
+class MemorySampler {
+  rss = 0;
+  tf = 0;
+  private timer: ReturnType<typeof setInterval>;
+  constructor() {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), 100);
+  }
+  sample(): void {
+    this.rss = Math.max(this.rss, Deno.memoryUsage().rss);
+    this.tf = Math.max(this.tf, tf.memory().numBytes);
+  }
+  stop(): void {
+    this.sample();
+    clearInterval(this.timer);
+  }
+}
+
+/** Wall and CPU seconds of named phases. */
+class Clock {
+  wall: Record<string, number> = {};
+  cpu: Record<string, number> = {};
+  async time<T>(name: string, f: () => Promise<T>): Promise<T> {
+    const w0 = performance.now(), c0 = cpuSeconds();
+    try {
+      return await f();
+    } finally {
+      this.wall[name] = round((performance.now() - w0) / 1000);
+      this.cpu[name] = round(cpuSeconds() - c0);
+    }
+  }
+  totals(): void {
+    for (const t of [this.wall, this.cpu]) t.total = round((t.load ?? 0) + (t.prefix ?? 0) + (t.sweep ?? 0));
+  }
+}
+
+const round = (x: number, digits = 3) => Number.isFinite(x) ? Number(x.toFixed(digits)) : x;
+
+async function digest(points: SweepPoint[]): Promise<string> {
+  const bytes = new TextEncoder().encode(points.map((p) => `${p.k}:${p.correct}`).join(","));
+  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(hash.slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+interface LoadedCaseModel {
+  model: tf.LayersModel;
+  prep: Preprocessing;
+  label: string;
+}
+
+async function loadCaseModel(spec: string): Promise<LoadedCaseModel> {
+  const vgg = /^vgg:([0-9.]+)$/.exec(spec);
+  if (vgg) {
+    const width = Number(vgg[1]);
+    if (!(width > 0)) throw new UserError(`--model ${spec}: the width must be a positive number.`);
+    return {
+      model: buildVgg({ width, seed: 1 }),
+      prep: DEFAULT_PREPROCESSING,
+      label: `untrained VGG, width ${width}`,
+    };
+  }
+  if (spec === DEFAULT_MODEL && !existsSync(spec)) {
+    throw new UserError(
+      `the default model ${spec} does not exist yet: pass --model PATH (or --model vgg:0.25 for an untrained one).`,
+    );
+  }
+  const loaded = await loadModel(spec);
+  return { model: loaded.model, prep: loaded.preprocessing, label: spec };
+}
+
+/** What a fast run measured. */
+interface FastRun {
+  result: Record<string, unknown>;
+  model: LoadedCaseModel;
+  test: Dataset;
+  outputs: LayerOutputs;
+  points: SweepPoint[];
+  seconds: Record<string, number>;
+}
+
+/** Load, prefix pass, ranking and fast sweep of one model, timed. */
+async function fastRun(
+  name: string,
+  spec: string,
+  test: Dataset,
+  opts: Options,
+  backend: string,
+): Promise<FastRun> {
+  const clock = new Clock();
+  const memory = new MemorySampler();
+  const loaded = await clock.time("load", () => loadCaseModel(spec));
+  const layer = pickLayer(loaded.model);
+  const split = splitModel(loaded.model, layer);
+  const ks = resolveKValues(undefined, layer.channels);
+  let pool: SweepPool | null = null;
+  try {
+    if (opts.workers > 1) {
+      pool = await clock.time(
+        "poolStart",
+        () =>
+          SweepPool.start(loaded.model, layer, { workers: opts.workers, backend: backend as BackendName }),
+      );
+    }
+    console.error(
+      `bench ${name}: ${loaded.label}, layer ${layer.name} (${
+        layer.outputShape.join("x")
+      }), ${test.count} images, ` +
+        `${ks.length} K values, ${backend}, ${opts.workers} worker(s)${opts.algebra ? ", algebra" : ""}`,
+    );
+    const prefixBar = new Progress({ label: `${name} prefix`, total: test.count, unit: "img" });
+    const outputs = await clock.time(
+      "prefix",
+      () =>
+        pool
+          ? pool.layerOutputs(test, loaded.prep, { onProgress: (n) => prefixBar.set(n) })
+          : computeLayerOutputs(split, test, loaded.prep, { onProgress: (n) => prefixBar.set(n) }),
+    );
+    prefixBar.done();
+    const ranking = rankByMean(outputs);
+    const sweepBar = new Progress({ label: `${name} sweep`, total: ks.length, unit: "K" });
+    let rowsRun = 0;
+    const points = await clock.time("sweep", async () => {
+      if (pool) {
+        return await pool.sweep(outputs, test.labels, ranking, {
+          algebra: opts.algebra,
+          split: opts.split,
+          memoryBudgetBytes: opts.budget,
+          onProgress: (k) => sweepBar.set(k),
+        });
+      }
+      let rows;
+      if (opts.algebra) {
+        const plan = planLinearHead(loaded.model, layer);
+        if ("reason" in plan) {
+          throw new UserError(`--algebra does not apply after ${layer.name}: ${plan.reason}.`);
+        }
+        rows = linearRows(plan.head, split.activationOfZero);
+      }
+      return await sweepIncremental(split, outputs, test.labels, ranking, {
+        rows,
+        memoryBudgetBytes: opts.budget,
+        onWork: (done, total) => {
+          rowsRun = done;
+          memory.sample();
+          sweepBar.set(Math.floor((done / total) * ks.length));
+        },
+      });
+    });
+    sweepBar.done();
+    clock.totals();
+    memory.stop();
+    if (pool) rowsRun = pool.lastSweepRows;
+    const changed = changeCounts(outputs, split.activationOfZero, ranking.order, ks).reduce(
+      (a, b) => a + b,
+      0,
+    );
+    const result: Record<string, unknown> = {
+      case: name,
+      model: loaded.label,
+      layer: layer.name,
+      channels: layer.channels,
+      images: test.count,
+      kValues: ks.length,
+      backend,
+      workers: opts.workers,
+      split: opts.workers > 1 ? opts.split : null,
+      engine: opts.algebra ? "change-only + dense algebra" : "change-only (exact)",
+      seconds: clock.wall,
+      cpuSeconds: clock.cpu,
+      rows: { evaluated: rowsRun, inputChanged: changed, plain: test.count * ks.length },
+      peakMemoryBytes: {
+        rss: memory.rss,
+        rssHighWater: rssHighWater(),
+        tf: Math.max(memory.tf, pool?.tfPeakBytes ?? 0),
+      },
+      accuracy: { k0: points[0].accuracy, kC: points[points.length - 1].accuracy },
+      countsDigest: await digest(points),
+      naive: null,
+      ratio: null,
+      verify: null,
+    };
+    if (opts.verify) {
+      result.verify = await verify(split, outputs, test.labels, ranking, points, loaded.model, opts);
+    }
+    return { result, model: loaded, test, outputs, points, seconds: clock.wall };
+  } finally {
+    pool?.close();
+    memory.stop();
+  }
+}
+
+/** Compare the run's counts with the single-process sweepFast; with the algebra, also count differing predictions. */
+async function verify(
+  split: ReturnType<typeof splitModel>,
+  outputs: LayerOutputs,
+  labels: Uint8Array,
+  ranking: ReturnType<typeof rankByMean>,
+  points: SweepPoint[],
+  model: tf.LayersModel,
+  opts: Options,
+): Promise<Record<string, unknown>> {
+  const t0 = performance.now();
+  const reference = await sweepFast(split, outputs, labels, ranking);
+  const differing = reference.filter((p, j) => p.correct !== points[j].correct);
+  const report: Record<string, unknown> = {
+    against: "sweepFast (one process)",
+    equal: differing.length === 0,
+    kValuesDiffering: differing.length,
+    maxCountDifference: Math.max(0, ...reference.map((p, j) => Math.abs(p.correct - points[j].correct))),
+    seconds: round((performance.now() - t0) / 1000),
+  };
+  if (opts.algebra) {
+    // Per (image, K) predictions of the exact rows and of the algebra rows.
+    const ks = reference.length;
+    const record =
+      (into: Int8Array) => (images: Int32Array, steps: Int32Array, predicted: Int32Array, m: number) => {
+        for (let r = 0; r < m; r++) into[images[r] * ks + steps[r]] = predicted[r] + 1;
+      };
+    const exact = new Int8Array(outputs.count * ks), algebra = new Int8Array(outputs.count * ks);
+    await sweepIncremental(split, outputs, labels, ranking, { onRows: record(exact) });
+    const plan = planLinearHead(model, split.layer);
+    if ("head" in plan) {
+      await sweepIncremental(split, outputs, labels, ranking, {
+        rows: linearRows(plan.head, split.activationOfZero),
+        onRows: record(algebra),
+      });
+    }
+    let images = 0, pairs = 0;
+    for (let i = 0; i < outputs.count; i++) {
+      let e = 0, a = 0, differs = false;
+      for (let j = 0; j < ks; j++) {
+        e = exact[i * ks + j] || e; // carried forward where the image's input did not change
+        a = algebra[i * ks + j] || a;
+        if (e !== a) {
+          pairs++;
+          differs = true;
+        }
+      }
+      if (differs) images++;
+    }
+    report.algebra = { imagesWithADifferentPrediction: images, imageKPairsDiffering: pairs };
+  }
+  return report;
+}
+
+/** The naive method on `images` images and `kValues`, projected to every K and every image. */
+async function naiveRun(run: FastRun, kValues: number[], images: number): Promise<Record<string, unknown>> {
+  const { model, prep } = run.model;
+  const layer = pickLayer(model);
+  const ds = sliceDataset(run.test, 0, images);
+  const ranking = rankByMean(run.outputs);
+  const bar = new Progress({ label: `naive`, total: kValues.length, unit: "K" });
+  const t0 = performance.now();
+  const points = await sweepNaive(model, layer, ds, prep, ranking, {
+    kValues,
+    onProgress: (k) => bar.set(k),
+  });
+  bar.done();
+  const seconds = (performance.now() - t0) / 1000;
+  const projected = (seconds / points.length) * (layer.channels + 1) * (run.test.count / ds.count);
+  const fast = new Map(run.points.map((p) => [p.k, p.correct]));
+  return {
+    kValues: points.map((p) => p.k),
+    images: ds.count,
+    seconds: round(seconds),
+    projectedSecondsAllK: round(projected, 1),
+    // On the same images the fast sweep's counts must be the naive ones (only comparable on all images).
+    matchesFast: ds.count === run.test.count ? points.every((p) => fast.get(p.k) === p.correct) : null,
+  };
+}
+
+/** The naive method's K values: --k-subset (checked against the layer), else `fallback`. */
+function naiveKs(opts: Options, run: FastRun, fallback: number[]): number[] {
+  const channels = run.points.length - 1;
+  const bad = (opts.kSubset ?? []).find((k) => k > channels);
+  if (bad !== undefined) {
+    throw new UserError(
+      `--k-subset ${bad} is more than the ${channels} channels of case ${run.result.case}.`,
+    );
+  }
+  return opts.kSubset ?? fallback;
+}
+
+function spread(channels: number): number[] {
+  return [...new Set([0, 1, 2, 3, 4].map((i) => Math.round((i * channels) / 4)))];
+}
+
+async function main(args: string[]): Promise<void> {
+  const opts = parseOptions(args);
+  if (!opts) return;
+  const setup0 = performance.now();
+  const backend = await setupBackend(opts.backend);
+  const setupSeconds = round((performance.now() - setup0) / 1000);
+  const test = await loadTestSet(opts.data, opts.limit);
+  let runA: FastRun | null = null;
+  for (const name of opts.cases) {
+    if (name === "a") {
+      runA = await fastRun("a", opts.model, test, opts, backend);
+      print(runA.result, setupSeconds);
+    } else if (name === "b") {
+      const run = await fastRun("b", `vgg:${opts.width}`, test, opts, backend);
+      const images = Math.min(test.count, opts.naiveImages ?? 200);
+      run.result.naive = await naiveRun(run, naiveKs(opts, run, [0]), images);
+      run.result.ratio = ratio(run.result.naive as Record<string, number>, run.seconds);
+      print(run.result, setupSeconds);
+      run.outputs.data = new Float32Array(0);
+    } else {
+      const run = runA ?? await fastRun("c", opts.model, test, opts, backend);
+      const ks = naiveKs(opts, run, spread(run.points.length - 1));
+      const naive = await naiveRun(run, ks, Math.min(test.count, opts.naiveImages ?? Infinity));
+      const result = {
+        ...run.result,
+        case: "c",
+        naive,
+        ratio: ratio(naive as Record<string, number>, run.seconds),
+      };
+      print(result, setupSeconds);
+    }
+  }
+}
+
+/** Naive projected seconds over the fast sweep's prefix + sweep seconds. */
+function ratio(naive: Record<string, number>, fast: Record<string, number>): number {
+  return round(naive.projectedSecondsAllK / (fast.prefix + fast.sweep), 1);
+}
+
+function print(result: Record<string, unknown>, setupSeconds: number): void {
+  const seconds = { setup: setupSeconds, ...(result.seconds as Record<string, number>) };
+  console.log(JSON.stringify({ ...result, seconds }));
+}
+
+if (import.meta.main) {
+  try {
+    await main(Deno.args);
+  } catch (e) {
+    if (e instanceof UserError) {
+      console.error(`bench: ${e.message}`);
+      Deno.exit(1);
+    }
+    throw e;
+  }
+  Deno.exit(0);
+}

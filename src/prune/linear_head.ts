@@ -1,0 +1,269 @@
+/**
+ * The algebra of the sweep (issue 7.3): when the layers after the pruned conv act on each
+ * channel on its own (BatchNorm, max/average pooling, dropout, elementwise activations,
+ * Flatten or global pooling) up to a Dense layer, the Dense layer's pre-activation is linear in
+ * its input, so pruning channel c changes it by a rank-P update (P = positions per channel
+ * after pooling; P = 1 for the VGG's last conv): z += sum_p (pruned_p,c - g_p,c) * W[p*C + c, :].
+ * It is computed once per image (K = 0) and updated per pruned channel in float64; the rest of
+ * the network then runs on the updated pre-activations.
+ *
+ * Max-pooling is not linear, which is why the update is taken after the per-channel layers: a
+ * pruned channel is the constant activation(0) before them, and what it becomes after them
+ * (`pruned_p,c`) is read off by running them once on a map filled with that constant.
+ *
+ * Not bit-exact: the model sums the Dense layer's products in its own order in float32; the
+ * update sums them differently, so a score can differ in its last bits and an image near a tie
+ * between two classes can flip. Hence an option (`--algebra`), off by default.
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { LayerRef } from "../model/layers.ts";
+import { type SplitModel, splitModel } from "../model/split.ts";
+import type { LayerOutputs } from "./activations.ts";
+import type { RowSource } from "./sweep_incremental.ts";
+
+/** The per-channel layers after a conv layer and the Dense layer they lead to. */
+export interface LinearHead {
+  /** The layers between the conv layer and the Dense layer, in order. */
+  channelLayers: tf.layers.Layer[];
+  /** The first Dense layer after the conv layer. */
+  dense: tf.layers.Layer;
+  /** The conv layer's output per image, [H, W, C]. */
+  inputShape: [number, number, number];
+  /** The Dense layer's inputs (positions * channels) and units. */
+  inputs: number;
+  units: number;
+  /** The network after the Dense layer's output, or null when the Dense layer is the model's output. */
+  rest: SplitModel | null;
+}
+
+/** Layers that map each channel to the same channel, position by position or pooled. */
+const PER_CHANNEL = new Set([
+  "BatchNormalization",
+  "MaxPooling2D",
+  "AveragePooling2D",
+  "GlobalAveragePooling2D",
+  "GlobalMaxPooling2D",
+  "ZeroPadding2D",
+  "Cropping2D",
+  "UpSampling2D",
+  "Dropout",
+  "SpatialDropout1D",
+  "GaussianNoise",
+  "GaussianDropout",
+  "AlphaDropout",
+  "Activation",
+  "ReLU",
+  "LeakyReLU",
+  "ELU",
+  "ThresholdedReLU",
+  "PReLU",
+  "Flatten",
+]);
+
+/** Layers whose output is flat (channel of input g: g mod C). */
+const FLATTENING = new Set(["Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D"]);
+
+interface GraphNode {
+  outboundLayer: tf.layers.Layer;
+  inboundLayers: tf.layers.Layer[];
+}
+
+function outbound(layer: tf.layers.Layer): GraphNode[] {
+  return (layer as unknown as { outboundNodes: GraphNode[] }).outboundNodes;
+}
+
+function inbound(layer: tf.layers.Layer): GraphNode[] {
+  return (layer as unknown as { inboundNodes: GraphNode[] }).inboundNodes;
+}
+
+/** Why `layer` does not keep channels apart, or null when it does. */
+function notPerChannel(layer: tf.layers.Layer, flat: boolean): string | null {
+  const kind = layer.getClassName();
+  if (!PER_CHANNEL.has(kind)) return `${layer.name} (${kind}) is not a per-channel layer`;
+  const config = layer.getConfig() as Record<string, unknown>;
+  if (kind === "BatchNormalization") {
+    const axis = Array.isArray(config.axis) ? config.axis : [config.axis];
+    if (axis.length !== 1 || !(axis[0] === -1 || (!flat && axis[0] === 3) || (flat && axis[0] === 1))) {
+      return `${layer.name} normalizes axis ${config.axis}, not the channel axis`;
+    }
+  }
+  if (typeof config.dataFormat === "string" && config.dataFormat !== "channelsLast") {
+    return `${layer.name} is ${config.dataFormat}`;
+  }
+  if (kind === "Activation" && config.activation === "softmax") {
+    return `${layer.name} is a softmax over channels`;
+  }
+  if (flat && !FLATTENING.has(kind) && /Pooling|Padding|Cropping|UpSampling|Flatten/.test(kind)) {
+    return `${layer.name} (${kind}) comes after the flattening`;
+  }
+  return null;
+}
+
+/**
+ * The linear head after conv layer `layer` of `model`, or the reason there is none (a layer
+ * that mixes channels before the first Dense, a branch, a Dense on a 4-D input, ...).
+ *
+ * @example
+ * ```ts
+ * const plan = planLinearHead(model, pickLayer(model));
+ * if ("head" in plan) plan.head.dense.name; // "fc1" for the VGG's last conv
+ * ```
+ */
+export function planLinearHead(
+  model: tf.LayersModel,
+  layer: LayerRef,
+): { head: LinearHead } | { reason: string } {
+  const conv = model.getLayer(layer.name);
+  const [height, width, channels] = layer.outputShape;
+  const channelLayers: tf.layers.Layer[] = [];
+  let current = conv;
+  let flat = false;
+  for (let guard = 0; guard < 1000; guard++) {
+    const next = outbound(current);
+    if (next.length !== 1) {
+      return { reason: `${current.name}'s output goes to ${next.length} layers, not one` };
+    }
+    const layerNext = next[0].outboundLayer;
+    const ins = inbound(layerNext);
+    if (ins.length !== 1 || ins[0].inboundLayers.length !== 1) {
+      return { reason: `${layerNext.name} is applied more than once or takes more than one input` };
+    }
+    if (layerNext.getClassName() === "Dense") {
+      if (!flat) return { reason: `${layerNext.name} is a Dense layer on a 4-D input` };
+      const [kernel] = layerNext.getWeights();
+      const [inputs, units] = kernel.shape;
+      if (inputs % channels !== 0) {
+        return { reason: `${layerNext.name} has ${inputs} inputs for ${channels} channels` };
+      }
+      const output = (model.outputs[0] as unknown as { sourceLayer: tf.layers.Layer }).sourceLayer;
+      const activation = (layerNext.getConfig() as { activation?: string }).activation ?? "linear";
+      const rest = output === layerNext ? null : splitModel(model, {
+        name: layerNext.name,
+        index: model.layers.indexOf(layerNext),
+        className: "Dense",
+        channels: units,
+        outputShape: [units],
+        activation,
+      });
+      return {
+        head: {
+          channelLayers,
+          dense: layerNext,
+          inputShape: [height, width, channels],
+          inputs,
+          units,
+          rest,
+        },
+      };
+    }
+    const why = notPerChannel(layerNext, flat);
+    if (why) return { reason: why };
+    if (FLATTENING.has(layerNext.getClassName())) flat = true;
+    channelLayers.push(layerNext);
+    current = layerNext;
+  }
+  return { reason: "no Dense layer found after the conv layer" };
+}
+
+/** Run the per-channel layers on `y` (N x H x W x C) in inference mode: N x inputs. */
+function applyHead(head: LinearHead, y: tf.Tensor): tf.Tensor2D {
+  return tf.tidy(() => {
+    let x = y;
+    for (const layer of head.channelLayers) x = layer.apply(x) as tf.Tensor;
+    return x.reshape([y.shape[0], head.inputs]) as tf.Tensor2D;
+  });
+}
+
+/**
+ * The algebra's row source for `sweepIncremental`: rows are the Dense layer's pre-activations,
+ * computed once per image and updated per pruned channel (float64); scores are the Dense
+ * layer's activation and the rest of the network applied to them. `fill` is what a pruned
+ * channel emits (the conv layer's activation of 0).
+ *
+ * @example
+ * ```ts
+ * const plan = planLinearHead(model, layer);
+ * if ("head" in plan) await sweepIncremental(split, out, labels, ranking, { rows: linearRows(plan.head, split.activationOfZero) });
+ * ```
+ */
+export function linearRows(head: LinearHead, fill: number): RowSource {
+  const { inputs, units } = head;
+  const [height, width, channels] = head.inputShape;
+  const perImage = height * width * channels;
+  const [kernelTensor, biasTensor] = head.dense.getWeights();
+  const useBias = (head.dense.getConfig() as { useBias?: boolean }).useBias !== false && biasTensor;
+  const activation =
+    (head.dense as unknown as { activation?: { apply(x: tf.Tensor): tf.Tensor } }).activation;
+  // Read on the first begin(), asynchronously (WebGPU has no synchronous reads in Deno).
+  let kernel: Float32Array | null = null;
+  let pruned: Float32Array = new Float32Array(0);
+  let g: Float32Array = new Float32Array(0);
+  let z = new Float64Array(0);
+  let loaded = 0;
+  const read = async (t: tf.Tensor): Promise<Float32Array> => {
+    try {
+      return await t.data() as Float32Array;
+    } finally {
+      t.dispose();
+    }
+  };
+  return {
+    rowShape: [units],
+    bytesPerRow: 8 * units + 8 * (head.rest?.suffixElementsPerImage ?? units),
+    stateBytesPerImage: 8 * units + 4 * inputs,
+    async begin(out: LayerOutputs, start: number, n: number) {
+      if (!kernel) {
+        kernel = await read(tf.clone(kernelTensor));
+        pruned = await read(tf.tidy(() => applyHead(head, tf.fill([1, height, width, channels], fill))));
+      }
+      const [gT, zT] = tf.tidy(() => {
+        const y = tf.tensor4d(out.data.subarray(start * perImage, (start + n) * perImage), [
+          n,
+          height,
+          width,
+          channels,
+        ]);
+        const gi = applyHead(head, y);
+        const zi = tf.fused.matMul({
+          a: gi,
+          b: kernelTensor as tf.Tensor2D,
+          bias: useBias ? biasTensor : undefined,
+        });
+        return [gi, zi];
+      });
+      try {
+        g = await gT.data() as Float32Array;
+        z = Float64Array.from(await zT.data() as Float32Array);
+      } finally {
+        gT.dispose();
+        zT.dispose();
+      }
+      loaded = n;
+    },
+    prune(c, changed) {
+      const w = kernel!;
+      for (let i = 0; i < loaded; i++) {
+        const zi = i * units;
+        for (let at = c; at < inputs; at += channels) {
+          const gi = i * inputs + at;
+          const d = pruned[at] - g[gi];
+          if (d === 0) continue;
+          g[gi] = pruned[at];
+          changed[i] = 1;
+          const row = at * units;
+          for (let u = 0; u < units; u++) z[zi + u] += d * w[row + u];
+        }
+      }
+    },
+    row(i, dst) {
+      const zi = i * units;
+      for (let u = 0; u < units; u++) dst[u] = z[zi + u];
+    },
+    scores(rows) {
+      return tf.tidy(() => {
+        const a = activation ? activation.apply(rows) : rows;
+        return (head.rest ? head.rest.suffix(a as tf.Tensor4D) : a) as tf.Tensor2D;
+      });
+    },
+  };
+}

@@ -1,0 +1,346 @@
+/**
+ * The sweep on several cores: a pool of Deno workers (sweep_worker.ts), each with its own
+ * backend instance and its own copy of the model, sent as the model's artifacts (topology and
+ * weight buffers, so a model read from Keras works as well as one read from model.json).
+ *
+ * The prefix pass splits the images between the workers. The sweep splits either the images
+ * (`split: "images"`, the default: each worker sweeps every K on the images whose layer outputs
+ * it already holds, and the counts are added) or the K values (`split: "k"`: contiguous K ranges
+ * of equal work, every worker holding all the outputs). Each worker runs the change-only engine
+ * (sweep_incremental.ts) on its share; the rows a worker evaluates are exactly the rows one
+ * process would, so the counts equal a single worker's.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { UserError } from "../errors.ts";
+import type { BackendName } from "../backend.ts";
+import type { LayerRef } from "../model/layers.ts";
+import { splitModel } from "../model/split.ts";
+import type { Dataset, Preprocessing, Ranking, SweepPoint } from "../types.ts";
+import { IMAGE_BYTES } from "../data/cifar10.ts";
+import { DEFAULT_MAX_OUTPUT_BYTES, type LayerOutputs } from "./activations.ts";
+import { resolveKValues, sweepPoint } from "./sweep.ts";
+import { changeCounts } from "./sweep_incremental.ts";
+import type { SweepShare, WorkerReply, WorkerRequest } from "./sweep_worker.ts";
+
+/** How the sweep's work is shared: by images or by K values. */
+export type SweepSplit = "images" | "k";
+
+/** Options of `SweepPool.sweep`. */
+export interface PoolSweepOptions {
+  /** The K values to evaluate (default 0..C). */
+  kValues?: number[];
+  /** Use the Dense-layer algebra (linear_head.ts; not bit-exact). Default false. */
+  algebra?: boolean;
+  /** How to share the work (default "images"). */
+  split?: SweepSplit;
+  /** Each worker's memory budget for one suffix call. */
+  memoryBudgetBytes?: number;
+  /** Called as work finishes, with the K values' worth of work done so far. */
+  onProgress?: (kDone: number) => void;
+}
+
+/** The model's artifacts (topology, weight specs, weight buffers), as `model.save` gives them. */
+export async function modelArtifacts(model: tf.LayersModel): Promise<tf.io.ModelArtifacts> {
+  let artifacts: tf.io.ModelArtifacts | null = null;
+  await model.save(tf.io.withSaveHandler((a) => {
+    artifacts = a;
+    return Promise.resolve({ modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: "JSON" } });
+  }));
+  if (!artifacts) throw new Error("model.save gave no artifacts");
+  return artifacts;
+}
+
+/** Split `total` items into `parts` contiguous ranges, as equal as possible: [start, end) pairs. */
+export function evenRanges(total: number, parts: number): [number, number][] {
+  return Array.from({ length: parts }, (_, w) => [
+    Math.floor((w * total) / parts),
+    Math.floor(((w + 1) * total) / parts),
+  ]);
+}
+
+/**
+ * Split K steps 0..n-1 of costs `cost` into `parts` contiguous ranges whose largest cost is as
+ * small as it can be, where a range's first step costs `first` (a worker evaluates every image at
+ * its first K) instead of its own cost. Ranges past the last step are empty.
+ *
+ * @example
+ * ```ts
+ * balancedRanges([100, 1, 1, 1, 100, 100], 2, 100); // [[0, 4], [4, 6]]: costs 103 and 200
+ * ```
+ */
+export function balancedRanges(cost: ArrayLike<number>, parts: number, first: number): [number, number][] {
+  const n = cost.length;
+  const greedy = (bound: number): [number, number][] | null => {
+    const ranges: [number, number][] = [];
+    for (let s = 0; s < n;) {
+      if (ranges.length === parts || first > bound) return null;
+      let acc = first, e = s + 1;
+      while (e < n && acc + cost[e] <= bound) acc += cost[e++];
+      ranges.push([s, e]);
+      s = e;
+    }
+    while (ranges.length < parts) ranges.push([n, n]);
+    return ranges;
+  };
+  let lo = first, hi = first;
+  for (let j = 1; j < n; j++) hi += cost[j];
+  // Smallest bound (to 1 unit: costs are row counts) for which the greedy split fits in `parts`.
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (greedy(mid)) hi = mid;
+    else lo = mid;
+  }
+  return greedy(lo) ?? greedy(hi)!;
+}
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** One worker and its outstanding requests. */
+class PoolWorker {
+  readonly worker: Worker;
+  private next = 1;
+  private pending = new Map<number, Pending>();
+  tfPeakBytes = 0;
+
+  constructor() {
+    this.worker = new Worker(new URL("./sweep_worker.ts", import.meta.url).href, { type: "module" });
+    this.worker.onmessage = (e: MessageEvent<WorkerReply>) => {
+      const reply = e.data;
+      const p = this.pending.get(reply.id);
+      if (!p) return;
+      if (reply.type === "progress") {
+        p.onProgress?.(reply.done, reply.total);
+        return;
+      }
+      this.pending.delete(reply.id);
+      if (reply.type === "result") {
+        this.tfPeakBytes = Math.max(this.tfPeakBytes, reply.tfPeakBytes);
+        p.resolve(reply.value);
+      } else {
+        p.reject(
+          reply.userError ? new UserError(reply.message) : new Error(`sweep worker: ${reply.message}`),
+        );
+      }
+    };
+    this.worker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      const error = new Error(`sweep worker failed: ${e.message}`);
+      for (const p of this.pending.values()) p.reject(error);
+      this.pending.clear();
+    };
+  }
+
+  request<T>(
+    msg: DistributiveOmit<WorkerRequest, "id">,
+    onProgress?: (done: number, total: number) => void,
+    transfer: Transferable[] = [],
+  ): Promise<T> {
+    const id = this.next++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onProgress });
+      this.worker.postMessage({ ...msg, id }, transfer);
+    });
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/**
+ * A pool of sweep workers for one model cut at one layer.
+ *
+ * @example
+ * ```ts
+ * const pool = await SweepPool.start(model, layer, { workers: 2, backend: "wasm" });
+ * try {
+ *   const out = await pool.layerOutputs(test, prep);
+ *   const points = await pool.sweep(out, test.labels, rankByMean(out));
+ * } finally {
+ *   pool.close();
+ * }
+ * ```
+ */
+export class SweepPool {
+  /** Suffix rows the workers ran in the last sweep, all together. */
+  lastSweepRows = 0;
+  /** Which outputs the workers hold: `out` sliced by image ranges, or whole in every worker. */
+  private held: { out: LayerOutputs; ranges: [number, number][] | null } | null = null;
+
+  private constructor(
+    private readonly workers: PoolWorker[],
+    private readonly layer: LayerRef,
+    /** The backend every worker runs. */
+    readonly backend: string,
+    /** What a pruned channel emits (the layer's activation of 0). */
+    private readonly fill: number,
+  ) {}
+
+  /** Start `workers` workers, each with `backend` and a copy of `model` cut at `layer`. */
+  static async start(
+    model: tf.LayersModel,
+    layer: LayerRef,
+    opts: { workers: number; backend: BackendName },
+  ): Promise<SweepPool> {
+    const count = Math.floor(opts.workers);
+    if (!(count >= 1)) throw new UserError(`--workers must be a positive integer, got ${opts.workers}.`);
+    const artifacts = await modelArtifacts(model);
+    const workers = Array.from({ length: count }, () => new PoolWorker());
+    try {
+      const backends = await Promise.all(
+        workers.map((w) =>
+          w.request<string>({ type: "init", backend: opts.backend, artifacts, layer: layer.name })
+        ),
+      );
+      return new SweepPool(workers, layer, backends[0], splitModel(model, layer).activationOfZero);
+    } catch (e) {
+      workers.forEach((w) => w.worker.terminate());
+      throw e;
+    }
+  }
+
+  /** Number of workers. */
+  get size(): number {
+    return this.workers.length;
+  }
+
+  /** The largest tf.memory().numBytes any worker reported. */
+  get tfPeakBytes(): number {
+    return Math.max(0, ...this.workers.map((w) => w.tfPeakBytes));
+  }
+
+  /**
+   * The layer's outputs for every image of `ds`, the images split between the workers (each
+   * keeps its share for an images-split sweep). Equal to `computeLayerOutputs`'s.
+   */
+  async layerOutputs(
+    ds: Dataset,
+    prep: Preprocessing,
+    opts: { batch?: number; onProgress?: (done: number) => void; maxBytes?: number } = {},
+  ): Promise<LayerOutputs> {
+    const [height, width, channels] = this.layer.outputShape;
+    const perImage = height * width * channels;
+    const bytes = ds.count * perImage * 4;
+    const maxBytes = opts.maxBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
+    if (bytes > maxBytes) {
+      throw new UserError(
+        `layer ${this.layer.name}'s outputs for ${ds.count} images need ${
+          (bytes / 2 ** 30).toFixed(1)
+        } GiB, ` +
+          `more than the ${
+            (maxBytes / 2 ** 30).toFixed(1)
+          } GiB allowed: use fewer images (--limit) or a later layer.`,
+      );
+    }
+    const ranges = evenRanges(ds.count, this.size);
+    const done = ranges.map(() => 0);
+    const parts = await Promise.all(ranges.map(([s, e], w) => {
+      if (e === s) return Promise.resolve(null);
+      const images = ds.images.slice(s * IMAGE_BYTES, e * IMAGE_BYTES);
+      return this.workers[w].request<LayerOutputs>(
+        { type: "prefix", images, count: e - s, prep, batch: opts.batch ?? 256 },
+        (n) => {
+          done[w] = n;
+          opts.onProgress?.(done.reduce((a, b) => a + b, 0));
+        },
+        [images.buffer],
+      );
+    }));
+    const data = new Float32Array(ds.count * perImage);
+    parts.forEach((part, w) => {
+      if (part) data.set(part.data, ranges[w][0] * perImage);
+    });
+    const out: LayerOutputs = { data, count: ds.count, height, width, channels };
+    this.held = { out, ranges };
+    return out;
+  }
+
+  /** Make every worker hold `out`: its image range when `ranges` is given, else all of it. */
+  private async hold(out: LayerOutputs, ranges: [number, number][] | null): Promise<void> {
+    const same = this.held?.out === out &&
+      JSON.stringify(this.held.ranges) === JSON.stringify(ranges);
+    if (same) return;
+    const perImage = out.height * out.width * out.channels;
+    await Promise.all(this.workers.map((w, i) => {
+      const [s, e] = ranges ? ranges[i] : [0, out.count];
+      const data = out.data.slice(s * perImage, e * perImage);
+      const outputs: LayerOutputs = { ...out, count: e - s, data };
+      return w.request<number>({ type: "outputs", outputs }, undefined, [data.buffer as ArrayBuffer]);
+    }));
+    this.held = { out, ranges };
+  }
+
+  /**
+   * Accuracy for each K, the work shared between the workers. Same counts as one worker's
+   * `sweepIncremental` (and so as `sweepFast`) with `algebra` off.
+   */
+  async sweep(
+    out: LayerOutputs,
+    labels: Uint8Array,
+    ranking: Ranking,
+    opts: PoolSweepOptions = {},
+  ): Promise<SweepPoint[]> {
+    const ks = resolveKValues(opts.kValues, out.channels);
+    const algebra = opts.algebra ?? false;
+    const splitBy = opts.split ?? "images";
+    const workDone = this.workers.map(() => 0);
+    const workTotal = this.workers.map(() => 1);
+    const progress = (w: number) => (done: number, total: number) => {
+      workDone[w] = done;
+      workTotal[w] = total;
+      const fraction = workDone.reduce((a, b) => a + b, 0) / workTotal.reduce((a, b) => a + b, 0);
+      opts.onProgress?.(Math.min(ks.length, Math.floor(fraction * ks.length)));
+    };
+    const base = {
+      type: "sweep" as const,
+      order: ranking.order,
+      algebra,
+      memoryBudgetBytes: opts.memoryBudgetBytes,
+    };
+    let correct: number[];
+    let shares: SweepShare[];
+    if (splitBy === "images") {
+      const ranges = evenRanges(out.count, this.size);
+      await this.hold(out, ranges);
+      shares = await Promise.all(
+        ranges.map(([s, e], w) =>
+          e === s
+            ? Promise.resolve({ correct: ks.map(() => 0), rows: 0 })
+            : this.workers[w].request<SweepShare>(
+              { ...base, labels: labels.slice(s, e), kValues: ks },
+              progress(w),
+            )
+        ),
+      );
+      correct = ks.map((_, j) => shares.reduce((sum, c) => sum + c.correct[j], 0));
+    } else {
+      await this.hold(out, null);
+      const cost = changeCounts(out, this.fill, ranking.order, ks);
+      const ranges = balancedRanges(cost, this.size, out.count);
+      shares = await Promise.all(
+        ranges.map(([s, e], w) =>
+          e === s ? Promise.resolve({ correct: [], rows: 0 }) : this.workers[w].request<SweepShare>(
+            { ...base, labels: labels.slice(0, out.count), kValues: ks.slice(s, e) },
+            progress(w),
+          )
+        ),
+      );
+      correct = shares.flatMap((c) => c.correct);
+    }
+    this.lastSweepRows = shares.reduce((sum, c) => sum + c.rows, 0);
+    opts.onProgress?.(ks.length);
+    return ks.map((k, j) => sweepPoint(k, ranking, correct[j], out.count));
+  }
+
+  /** Stop every worker. */
+  close(): void {
+    for (const w of this.workers) w.worker.terminate();
+  }
+
+  /** `close()`, for `using pool = await SweepPool.start(...)`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

@@ -1,0 +1,127 @@
+/// <reference no-default-lib="true" />
+/// <reference lib="deno.worker" />
+/**
+ * One worker of the parallel sweep pool (parallel.ts): its own TF.js backend and its own copy
+ * of the model, rebuilt from the model's artifacts (topology and weight buffers) sent by the
+ * main thread. It runs the prefix pass on a share of the images and the change-only sweep on a
+ * share of the work, and answers each request with one message (progress messages in between).
+ *
+ * Protocol (main -> worker, each with an `id`; the answer carries the same `id`):
+ * - `init` {backend, artifacts, layer}: set up the backend, build the model, cut it at `layer`.
+ * - `prefix` {images, count, prep, batch}: compute and keep the layer outputs of these images; answer with them.
+ * - `outputs` {outputs}: keep these layer outputs instead.
+ * - `sweep` {labels, order, kValues, algebra, memoryBudgetBytes}: sweep the kept outputs; answer
+ *   with the counts and the number of suffix rows run (`SweepShare`).
+ */
+import * as tf from "@tensorflow/tfjs";
+import { type BackendName, setupBackend } from "../backend.ts";
+import { UserError } from "../errors.ts";
+import { pickLayer } from "../model/layers.ts";
+import { type SplitModel, splitModel } from "../model/split.ts";
+import type { Preprocessing } from "../types.ts";
+import { computeLayerOutputs, type LayerOutputs } from "./activations.ts";
+import { linearRows, planLinearHead } from "./linear_head.ts";
+import { sweepIncremental } from "./sweep_incremental.ts";
+
+/** A request to a worker. */
+export type WorkerRequest =
+  | { id: number; type: "init"; backend: BackendName; artifacts: tf.io.ModelArtifacts; layer: string }
+  | { id: number; type: "prefix"; images: Uint8Array; count: number; prep: Preprocessing; batch: number }
+  | { id: number; type: "outputs"; outputs: LayerOutputs }
+  | {
+    id: number;
+    type: "sweep";
+    labels: Uint8Array;
+    order: number[];
+    kValues: number[];
+    algebra: boolean;
+    memoryBudgetBytes?: number;
+  };
+
+/** A worker's sweep result: counts per K of its share, and the suffix rows it ran. */
+export interface SweepShare {
+  correct: number[];
+  rows: number;
+}
+
+/** A worker's answer: a result, progress (`done` of `total` units), or an error. */
+export type WorkerReply =
+  | { id: number; type: "result"; value: unknown; tfPeakBytes: number }
+  | { id: number; type: "progress"; done: number; total: number }
+  | { id: number; type: "error"; message: string; userError: boolean };
+
+let model: tf.LayersModel | null = null;
+let split: SplitModel | null = null;
+let kept: LayerOutputs | null = null;
+let tfPeakBytes = 0;
+
+function sampleMemory(): void {
+  tfPeakBytes = Math.max(tfPeakBytes, tf.memory().numBytes);
+}
+
+async function handle(msg: WorkerRequest): Promise<unknown> {
+  if (msg.type === "init") {
+    const backend = await setupBackend(msg.backend);
+    model = await tf.loadLayersModel(tf.io.fromMemory(msg.artifacts));
+    split = splitModel(model, pickLayer(model, msg.layer));
+    return backend;
+  }
+  if (!model || !split) throw new Error("worker used before init");
+  if (msg.type === "prefix") {
+    const ds = { images: msg.images, labels: new Uint8Array(msg.count), count: msg.count, source: "pool" };
+    kept = await computeLayerOutputs(split, ds, msg.prep, {
+      batch: msg.batch,
+      maxBytes: Infinity,
+      onProgress: (done) => {
+        sampleMemory();
+        self.postMessage({ id: msg.id, type: "progress", done, total: msg.count } satisfies WorkerReply);
+      },
+    });
+    return kept;
+  }
+  if (msg.type === "outputs") {
+    kept = msg.outputs;
+    return kept.count;
+  }
+  if (!kept) throw new Error("worker asked to sweep before it holds layer outputs");
+  let rows;
+  if (msg.algebra) {
+    const plan = planLinearHead(model, split.layer);
+    if ("reason" in plan) {
+      throw new UserError(`--algebra does not apply after ${split.layer.name}: ${plan.reason}.`);
+    }
+    rows = linearRows(plan.head, split.activationOfZero);
+  }
+  const ranking = { criterion: "pool", order: msg.order, scores: new Float64Array(0) };
+  let rowsRun = 0;
+  const points = await sweepIncremental(split, kept, msg.labels, ranking, {
+    kValues: msg.kValues,
+    rows,
+    memoryBudgetBytes: msg.memoryBudgetBytes,
+    onWork: (done, total) => {
+      rowsRun = done;
+      sampleMemory();
+      self.postMessage({ id: msg.id, type: "progress", done, total } satisfies WorkerReply);
+    },
+  });
+  return { correct: points.map((p) => p.correct), rows: rowsRun } satisfies SweepShare;
+}
+
+self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
+  const msg = e.data;
+  try {
+    const value = await handle(msg);
+    sampleMemory();
+    self.postMessage({ id: msg.id, type: "result", value, tfPeakBytes } satisfies WorkerReply);
+  } catch (err) {
+    const error = err as Error;
+    self.postMessage(
+      {
+        id: msg.id,
+        type: "error",
+        message: error instanceof UserError ? error.message : `${error.message}\n${error.stack ?? ""}`,
+        userError: error instanceof UserError,
+      } satisfies WorkerReply,
+    );
+  }
+};

@@ -1,0 +1,111 @@
+/**
+ * `deno task bench` on tiny cases: one JSON object per case with the documented fields, counts
+ * equal to the single-process sweepFast and to the naive method, the same counts with two
+ * workers and with the algebra, one clear line for bad options.
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const TINY = [
+  "--model",
+  "fixtures/models/tiny-bn/model.json",
+  "--data",
+  "fixtures/cifar10-tiny",
+  "--limit",
+  "40",
+];
+
+async function bench(
+  args: string[],
+): Promise<{ code: number; results: Record<string, unknown>[]; stderr: string }> {
+  const { code, stdout, stderr } = await new Deno.Command("deno", {
+    args: ["task", "--quiet", "bench", ...args],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(stdout).trim();
+  const results = text ? text.split("\n").map((line) => JSON.parse(line)) : [];
+  return { code, results, stderr: new TextDecoder().decode(stderr) };
+}
+
+Deno.test("bench: all three cases on a tiny model print valid JSON with the documented fields", async () => {
+  const { code, results, stderr } = await bench([
+    ...TINY,
+    "--case",
+    "all",
+    "--width",
+    "0.0625",
+    "--k-subset",
+    "0,8,16",
+    "--naive-images",
+    "40",
+    "--backend",
+    "wasm",
+    "--verify",
+  ]);
+  assert.equal(code, 0, stderr);
+  assert.deepEqual(results.map((r) => r.case), ["a", "b", "c"]);
+  for (const r of results) {
+    for (const key of ["model", "layer", "channels", "images", "kValues", "backend", "workers", "seconds"]) {
+      assert.ok(key in r, `${r.case}: ${key} missing`);
+    }
+    const s = r.seconds as Record<string, number>;
+    for (const key of ["setup", "load", "prefix", "sweep", "total"]) {
+      assert.ok(s[key] >= 0, `${r.case}: seconds.${key}`);
+    }
+    assert.ok(Math.abs(s.total - (s.load + s.prefix + s.sweep)) < 0.01);
+    const mem = r.peakMemoryBytes as Record<string, number>;
+    assert.ok(mem.rss > 0 && mem.tf > 0);
+    assert.equal(r.images, 40);
+    assert.equal(r.backend, "wasm");
+    const rows = r.rows as Record<string, number>;
+    assert.ok(rows.evaluated > 0 && rows.evaluated <= rows.inputChanged && rows.inputChanged <= rows.plain);
+    assert.equal(rows.plain, 40 * (r.kValues as number));
+    // The single-process sweepFast gives every count the bench got.
+    assert.deepEqual((r.verify as { equal: boolean }).equal, true, JSON.stringify(r.verify));
+  }
+  const [a, b, c] = results;
+  assert.deepEqual([a.layer, a.channels, a.kValues], ["conv2", 16, 17]);
+  assert.deepEqual([b.layer, b.channels, b.kValues], ["block5_conv3", 32, 33]);
+  assert.equal(a.naive, null);
+  const naive = c.naive as Record<string, unknown>;
+  assert.deepEqual(naive.kValues, [0, 8, 16]);
+  assert.equal(naive.images, 40);
+  // The naive method's counts on the subset are the fast sweep's.
+  assert.equal(naive.matchesFast, true);
+  assert.ok((naive.projectedSecondsAllK as number) > (naive.seconds as number));
+  assert.ok((c.ratio as number) > 0);
+  assert.equal(c.countsDigest, a.countsDigest);
+  assert.ok((b.ratio as number) > 0);
+});
+
+Deno.test("bench: two workers (K split) and the algebra give the single worker's counts", async () => {
+  const one = await bench([...TINY, "--case", "a", "--backend", "wasm"]);
+  const two = await bench([
+    ...TINY,
+    "--case",
+    "a",
+    "--backend",
+    "wasm",
+    "--workers",
+    "2",
+    "--split",
+    "k",
+    "--algebra",
+  ]);
+  assert.equal(one.code, 0, one.stderr);
+  assert.equal(two.code, 0, two.stderr);
+  assert.equal(two.results[0].workers, 2);
+  assert.equal(two.results[0].split, "k");
+  assert.equal(two.results[0].countsDigest, one.results[0].countsDigest);
+});
+
+Deno.test("bench: a bad option is one clear line and exit code 1", async () => {
+  const { code, results, stderr } = await bench(["--case", "z"]);
+  assert.equal(code, 1);
+  assert.equal(results.length, 0);
+  assert.equal(stderr.trim().split("\n").length, 1, stderr);
+  assert.match(stderr, /--case must be a, b, c or all/);
+});
