@@ -40,6 +40,9 @@ export async function setupBackend(name: BackendName): Promise<Exclude<BackendNa
   if (target === "auto") target = (await hasRealGpu()) ? "webgpu" : "wasm";
   if (target === "webgpu") {
     await import("@tensorflow/tfjs-backend-webgpu");
+    // The packed matmul program for every shape: the split-K program adds with atomics, so its
+    // sums (and a sweep's counts) could change with batch size and from run to run.
+    tf.env().set("WEBGPU_MATMUL_PROGRAM_TYPE", 3);
     if (!(globalThis.navigator as unknown as { gpu?: unknown }).gpu) {
       throw new UserError("--backend webgpu: this Deno has no navigator.gpu; use --backend wasm.");
     }
