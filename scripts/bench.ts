@@ -19,8 +19,9 @@
  * layer output changed from the previous K; the N x K a plain sweep runs),
  * peakMemoryBytes {rss (Deno.memoryUsage().rss sampled), rssHighWater (getrusage maxrss: the
  * process's peak so far), tf (largest tf.memory().numBytes, main thread and workers)}, accuracy {k0, kC},
- * countsDigest, naive {kValues, images, seconds, projectedSecondsAllK} or null, ratio (naive
- * projected / fast prefix+sweep) or null, verify or null.
+ * countsDigest, naive {kValues, images, seconds, projectedSecondsAllK, cpuSeconds,
+ * projectedCpuSecondsAllK, matchesFast} or null, ratio (naive projected / fast prefix+sweep, wall
+ * clock) and ratioCpu (the same in CPU time) or null, verify or null.
  *
  * @example
  * ```sh
@@ -362,6 +363,7 @@ async function fastRun(
       countsDigest: await digest(points),
       naive: null,
       ratio: null,
+      ratioCpu: null,
       verify: null,
     };
     if (opts.verify) {
@@ -435,20 +437,23 @@ async function naiveRun(run: FastRun, kValues: number[], images: number): Promis
   const ds = sliceDataset(run.test, 0, images);
   const ranking = rankByMean(run.outputs);
   const bar = new Progress({ label: `naive`, total: kValues.length, unit: "K" });
-  const t0 = performance.now();
+  const t0 = performance.now(), c0 = cpuSeconds();
   const points = await sweepNaive(model, layer, ds, prep, ranking, {
     kValues,
     onProgress: (k) => bar.set(k),
   });
   bar.done();
-  const seconds = (performance.now() - t0) / 1000;
-  const projected = (seconds / points.length) * (layer.channels + 1) * (run.test.count / ds.count);
+  const seconds = (performance.now() - t0) / 1000, cpu = cpuSeconds() - c0;
+  // Per K and per image, times every K and every image of the case.
+  const scale = ((layer.channels + 1) / points.length) * (run.test.count / ds.count);
   const fast = new Map(run.points.map((p) => [p.k, p.correct]));
   return {
     kValues: points.map((p) => p.k),
     images: ds.count,
     seconds: round(seconds),
-    projectedSecondsAllK: round(projected, 1),
+    projectedSecondsAllK: round(seconds * scale, 1),
+    cpuSeconds: round(cpu),
+    projectedCpuSecondsAllK: round(cpu * scale, 1),
     // On the same images the fast sweep's counts must be the naive ones (only comparable on all images).
     matchesFast: ds.count === run.test.count ? points.every((p) => fast.get(p.k) === p.correct) : null,
   };
@@ -486,7 +491,7 @@ async function main(args: string[]): Promise<void> {
       const run = await fastRun("b", `vgg:${opts.width}`, test, opts, backend);
       const images = Math.min(test.count, opts.naiveImages ?? 200);
       run.result.naive = await naiveRun(run, naiveKs(opts, run, [0]), images);
-      run.result.ratio = ratio(run.result.naive as Record<string, number>, run.seconds);
+      Object.assign(run.result, ratios(run.result.naive as Record<string, number>, run));
       print(run.result, setupSeconds);
       run.outputs.data = new Float32Array(0);
     } else {
@@ -497,16 +502,20 @@ async function main(args: string[]): Promise<void> {
         ...run.result,
         case: "c",
         naive,
-        ratio: ratio(naive as Record<string, number>, run.seconds),
+        ...ratios(naive as Record<string, number>, run),
       };
       print(result, setupSeconds);
     }
   }
 }
 
-/** Naive projected seconds over the fast sweep's prefix + sweep seconds. */
-function ratio(naive: Record<string, number>, fast: Record<string, number>): number {
-  return round(naive.projectedSecondsAllK / (fast.prefix + fast.sweep), 1);
+/** Naive projected seconds over the fast sweep's prefix + sweep seconds: wall clock, and CPU time (steadier on a busy machine). */
+function ratios(naive: Record<string, number>, run: FastRun): { ratio: number; ratioCpu: number } {
+  const cpu = run.result.cpuSeconds as Record<string, number>;
+  return {
+    ratio: round(naive.projectedSecondsAllK / (run.seconds.prefix + run.seconds.sweep), 1),
+    ratioCpu: round(naive.projectedCpuSecondsAllK / (cpu.prefix + cpu.sweep), 1),
+  };
 }
 
 function print(result: Record<string, unknown>, setupSeconds: number): void {

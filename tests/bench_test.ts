@@ -76,7 +76,8 @@ Deno.test("bench: all three cases on a tiny model print valid JSON with the docu
   // The naive method's counts on the subset are the fast sweep's.
   assert.equal(naive.matchesFast, true);
   assert.ok((naive.projectedSecondsAllK as number) > (naive.seconds as number));
-  assert.ok((c.ratio as number) > 0);
+  assert.ok((c.ratio as number) > 0 && (c.ratioCpu as number) > 0);
+  assert.ok((naive.projectedCpuSecondsAllK as number) > (naive.cpuSeconds as number));
   assert.equal(c.countsDigest, a.countsDigest);
   assert.ok((b.ratio as number) > 0);
 });
