@@ -15,7 +15,7 @@ import { loadTestSet, loadTrainSet } from "../data/cifar10.ts";
 import { resolveDataDir } from "../data/fetch.ts";
 import { loadModel } from "../model/load.ts";
 import { pickLayer } from "../model/layers.ts";
-import { splitModel } from "../model/split.ts";
+import { splitModelAsync } from "../model/split.ts";
 import { averageMaps, computeLayerOutputs } from "../prune/activations.ts";
 import { channelStats, deadChannels } from "../prune/criteria_activation.ts";
 import { computeRankings, criterionNames, parseCriteria } from "../prune/rankings.ts";
@@ -189,7 +189,7 @@ export async function run(args: string[]): Promise<void> {
   );
 
   t0 = performance.now();
-  const split = splitModel(loaded.model, layer);
+  const split = await splitModelAsync(loaded.model, layer);
   // --workers N: the prefix pass and the fast sweeps shared by N workers (closed when run() returns).
   using pool = workers > 1 ? await SweepPool.start(loaded.model, layer, { workers, backend }) : null;
   const prefixBar = new Progress({ label: "layer outputs", total: test.count, unit: "img" });

@@ -167,35 +167,42 @@ function channelLocalChain(suffixSteps: Step[], cut: Sym, output: Sym): Step[] {
   return chain;
 }
 
-/**
- * The pushdown of `chain`, when running it on a constant map gives one value per channel
- * (checked bit for bit); else undefined.
- */
-function makePushdown(
-  chain: Step[],
-  suffixSteps: Step[],
-  cut: Sym,
-  output: Sym,
-  shape: number[],
-  activationOfZero: number,
-): Pushdown | undefined {
+/** Where a chain of channel-local layers ends and what runs after it, when the chain keeps [H', W', C]. */
+interface PushdownPlan {
+  chain: Step[];
+  end: Sym;
+  tailSteps: Step[];
+  /** The per-image shape after the chain, `[H', W', C]`. */
+  after: number[];
+}
+
+function pushdownPlan(chain: Step[], suffixSteps: Step[], channels: number): PushdownPlan | undefined {
   if (chain.length === 0) return undefined;
   const end = chain[chain.length - 1].outputs[0];
-  const tailSteps = suffixSteps.filter((s) => !chain.includes(s));
   const after = end.shape.slice(1).map((d) => d ?? -1);
-  const channels = shape[2];
   if (after.length !== 3 || after[2] !== channels || after.some((d) => d <= 0)) return undefined;
-  const constant = tf.tidy(() => {
-    const map = tf.fill([1, ...shape], activationOfZero, "float32");
-    return runSteps(chain, cut, map, end).dataSync() as Float32Array;
-  });
+  return { chain, end, tailSteps: suffixSteps.filter((s) => !chain.includes(s)), after };
+}
+
+/**
+ * The pushdown of `plan`, from what its chain makes of a map that is `activation(0)` everywhere
+ * (`constant`, one image): undefined unless that is one value per channel, bit for bit.
+ */
+function makePushdown(
+  plan: PushdownPlan,
+  cut: Sym,
+  output: Sym,
+  constant: Float32Array,
+): Pushdown | undefined {
+  const channels = plan.after[2];
   const bits = new Uint32Array(constant.buffer, constant.byteOffset, constant.length);
   for (let i = channels; i < bits.length; i++) {
     if (bits[i] !== bits[i % channels]) return undefined;
   }
+  const { chain, end, tailSteps } = plan;
   return {
     layers: chain.map((s) => s.layer.name),
-    shape: after,
+    shape: plan.after,
     head: (y) => runSteps(chain, cut, y, end) as tf.Tensor4D,
     tail: (z) => runSteps(tailSteps, end, z, output) as tf.Tensor2D,
     fill: constant.slice(0, channels),
@@ -206,19 +213,23 @@ function makePushdown(
   };
 }
 
-/**
- * Cut `model` at `layer` (a Conv2D of this model, e.g. from `pickLayer`).
- *
- * Works for Sequential and Functional models. A Functional graph whose part after the layer
- * needs a tensor from before it (a skip connection across the cut) is refused with a UserError.
- *
- * @example
- * ```ts
- * const split = splitModel(model, pickLayer(model));
- * const scores = tf.tidy(() => split.suffix(split.prefix(x))); // == model.predict(x)
- * ```
- */
-export function splitModel(model: tf.LayersModel, layer: LayerRef): SplitModel {
+/** A model cut at a layer, before the two constants that need the device (see `SplitModel`). */
+interface Cut {
+  layer: LayerRef;
+  input: Sym;
+  output: Sym;
+  cut: Sym;
+  prefixSteps: Step[];
+  suffixSteps: Step[];
+  /** The cut layer's own activation, if it has one. */
+  activation?: { apply(x: tf.Tensor): tf.Tensor };
+  /** The layer's output shape per image, `[H, W, C]`. */
+  expected: number[];
+  plan?: PushdownPlan;
+}
+
+/** The graph work of a split: validate, then order the prefix and suffix steps. No device work. */
+function cutModel(model: tf.LayersModel, layer: LayerRef): Cut {
   if (model.inputs.length !== 1 || model.outputs.length !== 1) {
     throw new UserError(
       `cannot split a model with ${model.inputs.length} inputs and ${model.outputs.length} outputs; one of each is needed.`,
@@ -271,18 +282,28 @@ export function splitModel(model: tf.LayersModel, layer: LayerRef): SplitModel {
   }
 
   const activation = (target as unknown as { activation?: { apply(x: tf.Tensor): tf.Tensor } }).activation;
-  const activationOfZero = tf.tidy(() => {
-    const zero = tf.zeros([1]);
-    return (activation ? activation.apply(zero) : zero).dataSync()[0];
-  });
-  const suffixElementsPerImage = suffixSteps.reduce(
-    (sum, s) => sum + s.outputs.reduce((n, t) => n + elementsPerImage(t), 0),
-    0,
-  );
   const expected = layerOutputShape(target);
-  const chain = channelLocalChain(suffixSteps, cut, output);
-  const pushdown = makePushdown(chain, suffixSteps, cut, output, expected, activationOfZero);
+  const plan = pushdownPlan(channelLocalChain(suffixSteps, cut, output), suffixSteps, expected[2]);
+  return { layer, input, output, cut, prefixSteps, suffixSteps, activation, expected, plan };
+}
 
+/** The layer's activation applied to 0, as a one-element tensor the caller reads (and disposes). */
+function activationAtZero(c: Cut): tf.Tensor {
+  return tf.tidy(() => {
+    const zero = tf.zeros([1]);
+    return c.activation ? c.activation.apply(zero) : zero;
+  });
+}
+
+/** The pushdown chain run on one image that is `fill` everywhere (the caller reads and disposes it). */
+function chainOnConstant(c: Cut, plan: PushdownPlan, fill: number): tf.Tensor {
+  return tf.tidy(() => runSteps(plan.chain, c.cut, tf.fill([1, ...c.expected], fill, "float32"), plan.end));
+}
+
+/** The split from the cut and the two constants read from the device. */
+function finishSplit(c: Cut, activationOfZero: number, constant: Float32Array | undefined): SplitModel {
+  const { layer, input, output, cut, prefixSteps, suffixSteps, expected } = c;
+  const pushdown = c.plan && constant ? makePushdown(c.plan, cut, output, constant) : undefined;
   return {
     layer,
     prefix(x: tf.Tensor4D): tf.Tensor4D {
@@ -296,8 +317,70 @@ export function splitModel(model: tf.LayersModel, layer: LayerRef): SplitModel {
       return runSteps(suffixSteps, cut, y, output) as tf.Tensor2D;
     },
     activationOfZero,
-    suffixElementsPerImage,
+    suffixElementsPerImage: suffixSteps.reduce(
+      (sum, s) => sum + s.outputs.reduce((n, t) => n + elementsPerImage(t), 0),
+      0,
+    ),
     suffixLayers: suffixSteps.map((s) => s.layer.name),
     ...(pushdown ? { pushdown } : {}),
   };
+}
+
+/** Read `t` now and dispose it; refused on WebGPU, which has no synchronous read in Deno. */
+function readNow(t: tf.Tensor): Float32Array {
+  try {
+    if (tf.getBackend() === "webgpu") {
+      throw new Error(
+        "splitModel reads the device synchronously, which WebGPU cannot do: use splitModelAsync",
+      );
+    }
+    return t.dataSync() as Float32Array;
+  } finally {
+    t.dispose();
+  }
+}
+
+async function readLater(t: tf.Tensor): Promise<Float32Array> {
+  try {
+    return await t.data() as Float32Array;
+  } finally {
+    t.dispose();
+  }
+}
+
+/**
+ * Cut `model` at `layer` (a Conv2D of this model, e.g. from `pickLayer`). Two constants of the
+ * split (activation(0) and the pushdown's fill) are computed on the device and read back
+ * asynchronously, so this works on every backend, WebGPU included.
+ *
+ * Works for Sequential and Functional models. A Functional graph whose part after the layer
+ * needs a tensor from before it (a skip connection across the cut) is refused with a UserError.
+ *
+ * @example
+ * ```ts
+ * const split = await splitModelAsync(model, pickLayer(model));
+ * const scores = tf.tidy(() => split.suffix(split.prefix(x))); // == model.predict(x)
+ * ```
+ */
+export async function splitModelAsync(model: tf.LayersModel, layer: LayerRef): Promise<SplitModel> {
+  const c = cutModel(model, layer);
+  const activationOfZero = (await readLater(activationAtZero(c)))[0];
+  const constant = c.plan ? await readLater(chainOnConstant(c, c.plan, activationOfZero)) : undefined;
+  return finishSplit(c, activationOfZero, constant);
+}
+
+/**
+ * `splitModelAsync`, reading its two constants synchronously: for the cpu and wasm backends
+ * only (an Error on WebGPU, which cannot read synchronously in Deno). The same split, bit for bit.
+ *
+ * @example
+ * ```ts
+ * const split = splitModel(model, pickLayer(model)); // on cpu or wasm
+ * ```
+ */
+export function splitModel(model: tf.LayersModel, layer: LayerRef): SplitModel {
+  const c = cutModel(model, layer);
+  const activationOfZero = readNow(activationAtZero(c))[0];
+  const constant = c.plan ? readNow(chainOnConstant(c, c.plan, activationOfZero)) : undefined;
+  return finishSplit(c, activationOfZero, constant);
 }

@@ -13,7 +13,7 @@
  */
 import type * as tf from "@tensorflow/tfjs";
 import type { LayerRef } from "../model/layers.ts";
-import { splitModel } from "../model/split.ts";
+import { splitModelAsync } from "../model/split.ts";
 import type { Dataset, Preprocessing, Ranking } from "../types.ts";
 import { sliceDataset } from "../data/cifar10.ts";
 import { computeLayerOutputs } from "./activations.ts";
@@ -163,7 +163,7 @@ export async function layerSensitivity(
   opts: SensitivityOptions,
 ): Promise<LayerSensitivityResult> {
   const t0 = performance.now();
-  const split = splitModel(model, layer);
+  const split = await splitModelAsync(model, layer);
   const [height, width, channels] = layer.outputShape;
   const perImage = height * width * channels;
   const maxCacheBytes = opts.maxCacheBytes ?? DEFAULT_MAX_CACHE_BYTES;
