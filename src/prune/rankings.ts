@@ -22,7 +22,7 @@ import { type ChannelStats, rankByApoz, rankByMeanStats, rankLargest } from "./c
 import { rankByBnGamma, rankByL1, rankByL2 } from "./criteria_weights.ts";
 import { rankRandom } from "./criteria_random.ts";
 import { rankByTaylor, taylorScores } from "./criteria_taylor.ts";
-import { batchNormGammaAfter, convKernel } from "./topology.ts";
+import { batchNormAfter, batchNormGammaAfter, convKernel } from "./topology.ts";
 import type { OutputKind } from "./class_scores.ts";
 
 /** Everything a criterion may read; each reads only what it needs. */
@@ -97,7 +97,7 @@ export const CRITERIA: readonly Criterion[] = [
     source: "weights",
     seeded: false,
     description: "smallest L1 norm of the filter's kernel weights first (Li et al. 2017)",
-    rank: (ctx) => Promise.resolve(rankByL1(convKernel(ctx.model, ctx.layer).values, ctx.layer.channels)),
+    rank: async (ctx) => rankByL1((await convKernel(ctx.model, ctx.layer)).values, ctx.layer.channels),
   },
   {
     name: "l2",
@@ -106,7 +106,7 @@ export const CRITERIA: readonly Criterion[] = [
     source: "weights",
     seeded: false,
     description: "smallest L2 norm of the filter's kernel weights first",
-    rank: (ctx) => Promise.resolve(rankByL2(convKernel(ctx.model, ctx.layer).values, ctx.layer.channels)),
+    rank: async (ctx) => rankByL2((await convKernel(ctx.model, ctx.layer)).values, ctx.layer.channels),
   },
   {
     name: "bn-gamma",
@@ -115,8 +115,8 @@ export const CRITERIA: readonly Criterion[] = [
     source: "weights",
     seeded: false,
     description: "smallest |gamma| of the BatchNormalization right after the conv first",
-    check: (model, layer) => void batchNormGammaAfter(model, layer),
-    rank: (ctx) => Promise.resolve(rankByBnGamma(batchNormGammaAfter(ctx.model, ctx.layer).gamma)),
+    check: (model, layer) => void batchNormAfter(model, layer),
+    rank: async (ctx) => rankByBnGamma((await batchNormGammaAfter(ctx.model, ctx.layer)).gamma),
   },
   {
     name: "taylor",

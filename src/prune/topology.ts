@@ -138,12 +138,16 @@ export function assertUncoupled(model: tf.LayersModel, layer: LayerRef): void {
   );
 }
 
-function weightValues(layer: tf.layers.Layer): { name: string; shape: number[]; values: Float32Array }[] {
+/** A copy of each weight of `layer`, read from the device asynchronously (every backend, WebGPU included). */
+async function weightValues(
+  layer: tf.layers.Layer,
+): Promise<{ name: string; shape: number[]; values: Float32Array }[]> {
   const tensors = layer.getWeights();
+  const values = await Promise.all(tensors.map((t) => t.data() as Promise<Float32Array>));
   return layer.weights.map((w, i) => ({
     name: w.originalName ?? w.name,
     shape: tensors[i].shape,
-    values: (tensors[i].dataSync() as Float32Array).slice(),
+    values: values[i].slice(),
   }));
 }
 
@@ -153,11 +157,14 @@ function weightValues(layer: tf.layers.Layer): { name: string; shape: number[]; 
  *
  * @example
  * ```ts
- * const { values } = convKernel(model, layer); // values.length === kh * kw * cin * layer.channels
+ * const { values } = await convKernel(model, layer); // values.length === kh * kw * cin * layer.channels
  * ```
  */
-export function convKernel(model: tf.LayersModel, layer: LayerRef): { name: string; values: Float32Array } {
-  const found = weightValues(model.getLayer(layer.name)).find(
+export async function convKernel(
+  model: tf.LayersModel,
+  layer: LayerRef,
+): Promise<{ name: string; values: Float32Array }> {
+  const found = (await weightValues(model.getLayer(layer.name))).find(
     (w) => w.shape.length === 4 && w.shape[3] === layer.channels,
   );
   if (!found) throw new Error(`layer ${layer.name} has no 4-D kernel with ${layer.channels} output channels`);
@@ -170,20 +177,22 @@ export function kernelName(model: tf.LayersModel, layer: LayerRef): string {
   return w ? (w.originalName ?? w.name) : `${layer.name}/kernel`;
 }
 
+const GAMMA = /(^|\/)gamma(_\d+)?$/;
+
 /**
- * The gamma of the BatchNormalization layer that directly reads `layer`'s output. A UserError
- * when the conv is not followed by exactly one BatchNormalization, or it has no gamma
- * (`scale: false`).
+ * The BatchNormalization layer that directly reads `layer`'s output and the index of its gamma
+ * among its weights, from the graph alone (no device read). A UserError when the conv is not
+ * followed by exactly one BatchNormalization, or it has no gamma (`scale: false`).
  *
  * @example
  * ```ts
- * const { bn, gamma } = batchNormGammaAfter(model, layer); // gamma.length === layer.channels
+ * batchNormAfter(model, layer).bn.name; // "bn2": bn-gamma applies to this layer
  * ```
  */
-export function batchNormGammaAfter(
+export function batchNormAfter(
   model: tf.LayersModel,
   layer: LayerRef,
-): { bn: string; gamma: Float32Array } {
+): { bn: tf.layers.Layer; gammaAt: number } {
   const readers = consumers(model).get(layer.name) ?? [];
   const bn = readers.length === 1 && readers[0].getClassName() === "BatchNormalization" ? readers[0] : null;
   if (!bn) {
@@ -195,12 +204,31 @@ export function batchNormGammaAfter(
         `${after}; use another criterion (e.g. l1 or mean).`,
     );
   }
-  const gamma = weightValues(bn).find((w) => /(^|\/)gamma(_\d+)?$/.test(w.name));
-  if (!gamma || gamma.values.length !== layer.channels) {
+  const gammaAt = bn.weights.findIndex((w) => GAMMA.test(w.originalName ?? w.name));
+  const size = gammaAt < 0 ? 0 : bn.weights[gammaAt].shape.reduce((p: number, d) => p * (d ?? 0), 1);
+  if (size !== layer.channels) {
     throw new UserError(
       `criterion bn-gamma: the BatchNormalization ${bn.name} after ${layer.name} has no gamma (scale: false); ` +
         `use another criterion (e.g. l1 or mean).`,
     );
   }
-  return { bn: bn.name, gamma: gamma.values };
+  return { bn, gammaAt };
+}
+
+/**
+ * The gamma of the BatchNormalization layer that directly reads `layer`'s output (the errors of
+ * `batchNormAfter` otherwise), read from the device asynchronously.
+ *
+ * @example
+ * ```ts
+ * const { bn, gamma } = await batchNormGammaAfter(model, layer); // gamma.length === layer.channels
+ * ```
+ */
+export async function batchNormGammaAfter(
+  model: tf.LayersModel,
+  layer: LayerRef,
+): Promise<{ bn: string; gamma: Float32Array }> {
+  const { bn, gammaAt } = batchNormAfter(model, layer);
+  const gamma = await bn.getWeights()[gammaAt].data() as Float32Array;
+  return { bn: bn.name, gamma: gamma.slice() };
 }
