@@ -16,7 +16,7 @@ import { type BackendName, setupBackend } from "../backend.ts";
 import { UserError } from "../errors.ts";
 import { type LayerRef, pickLayer } from "../model/layers.ts";
 import { checkCifarModel, type LoadedModel, loadModel } from "../model/load.ts";
-import { type SplitModel, splitModel } from "../model/split.ts";
+import { type SplitModel, splitModelAsync } from "../model/split.ts";
 import { fileLoader, fileSaver } from "../model/tfjs_io.ts";
 import { loadTestSet, loadTrainSet } from "../data/cifar10.ts";
 import { resolveDataDir } from "../data/fetch.ts";
@@ -202,7 +202,7 @@ interface RankOptions {
 
 /** Rank `layer`'s channels on the unpruned model (one prefix pass over `test`). */
 async function rankLayer(loaded: LoadedModel, layer: LayerRef, test: Dataset, opts: RankOptions) {
-  const split = splitModel(loaded.model, layer);
+  const split = await splitModelAsync(loaded.model, layer);
   const bar = new Progress({ label: `${layer.name} outputs`, total: test.count, unit: "img" });
   const outputs = await computeLayerOutputs(split, test, loaded.preprocessing, {
     batch: opts.batch,
@@ -520,7 +520,7 @@ export async function run(args: string[]): Promise<void> {
   const slim = surgery.model;
   checkCifarModel(slim, `${modelPath} (slim)`);
   const masked = await zeroChannels(loaded.model, sel.removals);
-  const maxDiff = maxOutputDifference(masked, slim, test, prep, 256);
+  const maxDiff = await maxOutputDifference(masked, slim, test, prep, 256);
   masked.dispose();
   const bar = new Progress({ label: "slim accuracy", total: test.count, unit: "img" });
   const slimClasses = await predictClasses(slim, test, prep, { batch, onProgress: (n) => bar.set(n) });
@@ -562,11 +562,12 @@ export async function run(args: string[]): Promise<void> {
   };
   await slim.save(fileSaver(modelDir, metadata));
   const reloaded = await tf.loadLayersModel(fileLoader(join(modelDir, "model.json")));
-  const reloadDiff = tf.tidy(() => {
+  const reloadMax = tf.tidy(() => {
     const probe = tf.randomUniform([4, 32, 32, 3], -1, 1, "float32", 7);
-    return tf.max(tf.abs(tf.sub(slim.predict(probe) as tf.Tensor, reloaded.predict(probe) as tf.Tensor)))
-      .dataSync()[0];
+    return tf.max(tf.abs(tf.sub(slim.predict(probe) as tf.Tensor, reloaded.predict(probe) as tf.Tensor)));
   });
+  const reloadDiff = (await reloadMax.data())[0];
+  reloadMax.dispose();
   reloaded.dispose();
   if (!(reloadDiff <= 1e-6)) {
     throw new Error(`the saved slim model differs from the one in memory (max |diff| ${reloadDiff})`);

@@ -49,7 +49,10 @@ export function defaultMasking(backend: string = tf.getBackend()): MaskingSite {
  * One batch under many masks at once: `masks` holds m masks of C entries (row-major, m x C);
  * the result is (m*N) x H x W x C, mask j applied to images j*N .. j*N+N-1. Each block equals
  * `maskChannels(y, mask_j, fill)` exactly, wherever it is built (`site`, default
- * `defaultMasking()`). `fill` is one value, or one per channel.
+ * `defaultMasking()`). `fill` is one value, or one per channel. The "host" site reads `y`
+ * synchronously, so it is for cpu and wasm only (an Error on WebGPU, which cannot); the
+ * "device" site reads nothing and broadcasts in rank 4 (WebGPU tiles rank-5 tensors on the CPU,
+ * through a synchronous read).
  *
  * @example
  * ```ts
@@ -66,6 +69,9 @@ export function maskChannelsStacked(
   const [n, h, w, c] = y.shape;
   if (masks.length !== m * c) throw new Error(`masks hold ${masks.length} entries, not ${m} x ${c}`);
   if (site === "host") {
+    if (tf.getBackend() === "webgpu") {
+      throw new Error('host masking reads the batch synchronously, which WebGPU cannot do: use "device"');
+    }
     const src = y.dataSync() as Float32Array;
     return tf.tensor4d(maskStackInto(new Float32Array(m * src.length), src, c, masks, m, fill), [
       m * n,
@@ -75,11 +81,12 @@ export function maskChannelsStacked(
     ]);
   }
   return tf.tidy(() => {
-    const cond = tf.tensor(masks, [m, 1, 1, 1, c], "bool");
+    // Images and rows folded into one axis: [m, 1, 1, C] masks against [1, N*H, W, C] values.
+    const cond = tf.tensor(masks, [m, 1, 1, c], "bool");
     const fillValue: tf.Tensor = typeof fill === "number"
       ? tf.scalar(fill, "float32")
       : tf.tensor1d(fills(fill, c));
-    const stacked = tf.where(cond, fillValue, y.reshape([1, n, h, w, c]));
+    const stacked = tf.where(cond, fillValue, y.reshape([1, n * h, w, c]));
     return stacked.reshape([m * n, h, w, c]) as tf.Tensor4D;
   });
 }

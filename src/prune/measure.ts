@@ -156,19 +156,23 @@ export function countMatches(classes: Int32Array, labels: ArrayLike<number>): nu
  *
  * @example
  * ```ts
- * maxOutputDifference(masked, slim, test, prep, 256); // ~1e-7: the same function
+ * await maxOutputDifference(masked, slim, test, prep, 256); // ~1e-7: the same function
  * ```
  */
-export function maxOutputDifference(
+export async function maxOutputDifference(
   a: tf.LayersModel,
   b: tf.LayersModel,
   ds: Dataset,
   prep: Preprocessing,
   count = 256,
-): number {
-  return tf.tidy(() => {
+): Promise<number> {
+  const largest = tf.tidy(() => {
     const x = imagesToTensor(ds, 0, Math.min(count, ds.count), prep);
-    const diff = tf.abs(tf.sub(a.predict(x) as tf.Tensor, b.predict(x) as tf.Tensor));
-    return tf.max(diff).dataSync()[0];
+    return tf.max(tf.abs(tf.sub(a.predict(x) as tf.Tensor, b.predict(x) as tf.Tensor)));
   });
+  try {
+    return (await largest.data())[0];
+  } finally {
+    largest.dispose();
+  }
 }

@@ -86,10 +86,13 @@ export async function sweepNaive(
   if (ranking.order.length !== channels) {
     throw new Error(`ranking has ${ranking.order.length} channels, layer ${layer.name} ${channels}`);
   }
-  // getWeights() returns the live variables: copy their values before touching them.
+  // getWeights() returns the live variables: copy their values before touching them (read
+  // asynchronously: WebGPU has no synchronous read).
   const live = conv.getWeights();
   const shapes = live.map((t) => t.shape);
-  const originals = live.map((t) => (t.dataSync() as Float32Array).slice());
+  const originals = (await Promise.all(live.map((t) => t.data() as Promise<Float32Array>))).map((v) =>
+    v.slice()
+  );
   const kernelAt = shapes.findIndex((s) => s.length === 4 && s[3] === channels);
   const biasAt = shapes.findIndex((s) => s.length === 1 && s[0] === channels);
   if (kernelAt < 0) throw new Error(`layer ${layer.name} has no 4-D kernel with ${channels} output channels`);

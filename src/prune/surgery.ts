@@ -373,13 +373,23 @@ function zeroPruned(
   }
 }
 
+/** `t`'s values, read asynchronously (WebGPU has no synchronous read); `t` is disposed. */
+async function readAndDispose(t: tf.Tensor): Promise<Float32Array> {
+  try {
+    return await t.data() as Float32Array;
+  } finally {
+    t.dispose();
+  }
+}
+
 /** The activation of the conv layer applied to 0: what a pruned channel emits. */
-function activationOfZero(conv: tf.layers.Layer): number {
+async function activationOfZero(conv: tf.layers.Layer): Promise<number> {
   const activation = (conv as unknown as { activation?: { apply(x: tf.Tensor): tf.Tensor } }).activation;
-  return tf.tidy(() => {
+  const value = tf.tidy(() => {
     const zero = tf.zeros([1]);
-    return (activation ? activation.apply(zero) : zero).dataSync()[0];
+    return activation ? activation.apply(zero) : zero;
   });
+  return (await readAndDispose(value))[0];
 }
 
 /**
@@ -387,24 +397,26 @@ function activationOfZero(conv: tf.layers.Layer): number {
  * between run on a constant map. Returns the consumer's input for one image, channels last
  * (H' x W' x C for a conv consumer, F features for a dense one).
  */
-function constantAtConsumer(path: ChannelPath): { values: Float32Array; shape: number[] } {
-  const fill = activationOfZero(path.conv);
-  return tf.tidy(() => {
+async function constantAtConsumer(path: ChannelPath): Promise<{ values: Float32Array; shape: number[] }> {
+  const fill = await activationOfZero(path.conv);
+  const x = tf.tidy(() => {
     let x: tf.Tensor = tf.fill([1, ...layerOutputShape(path.conv)], fill);
     for (const layer of [...path.spatial, ...(path.flatten ? [path.flatten] : []), ...path.post]) {
       x = layer.apply(x) as tf.Tensor;
     }
-    return { values: x.dataSync() as Float32Array, shape: x.shape.slice(1) };
+    return x;
   });
+  const shape = x.shape.slice(1);
+  return { values: await readAndDispose(x), shape };
 }
 
 /** Fold the pruned channels' constants into the consumer; returns the fold used and the carrier. */
-function fold(
+async function fold(
   path: ChannelPath,
   pruned: number[],
   store: Map<string, WeightValue>,
-): { kind: FoldKind; carrier: number | null; largest: number } {
-  const { values, shape } = constantAtConsumer(path);
+): Promise<{ kind: FoldKind; carrier: number | null; largest: number }> {
+  const { values, shape } = await constantAtConsumer(path);
   const C = path.channels;
   const { kernel, bias } = kernelAndBias(path.consumer, store);
   const name = path.conv.name;
@@ -550,7 +562,7 @@ export async function removeChannels(
   for (const r of removals) {
     const path = paths.get(r.layer)!;
     const pruned = [...r.channels].sort((a, b) => a - b);
-    const { kind, carrier, largest } = fold(path, pruned, store);
+    const { kind, carrier, largest } = await fold(path, pruned, store);
     const removed = pruned.filter((c) => c !== carrier);
     const channelsAfter = path.channels - removed.length;
     if (channelsAfter === 0) {
