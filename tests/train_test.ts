@@ -55,14 +55,14 @@ Deno.test("training on synthetic CIFAR: loss falls, resume continues, save -> lo
     if (!(stepLosses.at(-1)! < stepLosses[0])) throw new Error(`step loss did not fall: ${stepLosses}`);
 
     const test = decodeRecords(syntheticCifar(128, 99), "synthetic test");
-    const before = evaluateLoss(resumed.model, test, resumed.preprocessing);
+    const before = await evaluateLoss(resumed.model, test, resumed.preprocessing);
     const meta = { prunescope: { preprocessing: resumed.preprocessing } };
     await resumed.model.save(fileSaver(join(dir, "model"), meta));
     const loaded = await loadModel(join(dir, "model", "model.json"));
     if (JSON.stringify(loaded.preprocessing) !== JSON.stringify(resumed.preprocessing)) {
       throw new Error("preprocessing metadata did not round-trip");
     }
-    const after = evaluateLoss(loaded.model, test, loaded.preprocessing);
+    const after = await evaluateLoss(loaded.model, test, loaded.preprocessing);
     if (before.accuracy !== after.accuracy || Math.abs(before.loss - after.loss) > 1e-6) {
       throw new Error(
         `round trip changed the evaluation: ${JSON.stringify(before)} vs ${JSON.stringify(after)}`,

@@ -118,7 +118,7 @@ export async function run(args: string[]): Promise<void> {
       },
     },
   });
-  const testEval = evaluateLoss(result.model, test, result.preprocessing);
+  const testEval = await evaluateLoss(result.model, test, result.preprocessing);
   const wallSeconds = result.history.reduce((s, h) => s + h.seconds, 0);
   const command = `deno task train ${args.join(" ")}`.trim();
   const metadata = {

@@ -12,7 +12,7 @@ import { gatherBatch } from "./augment.ts";
 import { mulberry32, permutation } from "./random.ts";
 import { oneCycle } from "./schedule.ts";
 import { NesterovSgd } from "./sgd.ts";
-import { DEFAULT_RECIPE, smoothedCrossEntropy } from "./trainer.ts";
+import { DEFAULT_RECIPE, readScalars, smoothedCrossEntropy } from "./trainer.ts";
 
 /** The peak learning rate of a fine-tune: a fifth of training's, the weights are already good. */
 export const FINETUNE_PEAK_LR = DEFAULT_RECIPE.peakLr / 5;
@@ -85,7 +85,7 @@ export async function finetune(
         const labels = new Uint8Array(batch);
         idx.forEach((j, i) => (labels[i] = data.labels[j]));
         lr = oneCycle(epoch * stepsPerEpoch + s, totalSteps, peakLr);
-        const [loss, hits] = tf.tidy(() => {
+        const [loss, hits] = await readScalars(tf.tidy(() => {
           const x = imagesToTensor(
             { images: raw, labels, count: batch, source: "" },
             0,
@@ -103,8 +103,8 @@ export async function finetune(
           sgd.step(grads, lr);
           const h = argmax!.equal(y).sum();
           argmax!.dispose();
-          return [value.dataSync()[0], h.dataSync()[0]];
-        });
+          return [value, h];
+        }));
         if (!Number.isFinite(loss)) {
           throw new Error(`fine-tuning diverged at epoch ${epoch + 1} step ${s} (loss ${loss})`);
         }

@@ -85,22 +85,39 @@ export function channelStats(ds: Dataset): Preprocessing {
   };
 }
 
+/**
+ * The first value of each of `tensors`, read asynchronously (WebGPU has no synchronous read);
+ * the tensors are disposed.
+ *
+ * @example
+ * ```ts
+ * const [loss, hits] = await readScalars(tf.tidy(() => [lossTensor, hitsTensor]));
+ * ```
+ */
+export async function readScalars(tensors: tf.Tensor[]): Promise<number[]> {
+  try {
+    return (await Promise.all(tensors.map((t) => t.data()))).map((v) => v[0]);
+  } finally {
+    tf.dispose(tensors);
+  }
+}
+
 /** Loss and accuracy of `model` on `ds` (inference mode). */
-export function evaluateLoss(
+export async function evaluateLoss(
   model: tf.LayersModel,
   ds: Dataset,
   prep: Preprocessing,
   batch = 500,
-): { loss: number; accuracy: number } {
+): Promise<{ loss: number; accuracy: number }> {
   let loss = 0, correct = 0;
   for (let start = 0; start < ds.count; start += batch) {
-    const [l, c] = tf.tidy(() => {
+    const [l, c] = await readScalars(tf.tidy(() => {
       const x = imagesToTensor(ds, start, batch, prep);
       const p = model.predict(x) as tf.Tensor2D;
       const y = tf.tensor1d(ds.labels.subarray(start, start + x.shape[0]), "int32");
       const nll = tf.neg(tf.log(tf.clipByValue(p, 1e-7, 1)).mul(tf.oneHot(y, 10)).sum());
-      return [nll.dataSync()[0], p.argMax(-1).equal(y).sum().dataSync()[0]];
-    });
+      return [nll, p.argMax(-1).equal(y).sum()];
+    }));
     loss += l;
     correct += c;
   }
@@ -189,7 +206,7 @@ export async function train(opts: {
       const labels = new Uint8Array(recipe.batch);
       idx.forEach((j, i) => (labels[i] = opts.data.labels[j]));
       lr = oneCycle(epoch * stepsPerEpoch + s, totalSteps, recipe.peakLr);
-      const [loss, hits] = tf.tidy(() => {
+      const [loss, hits] = await readScalars(tf.tidy(() => {
         const x = imagesToTensor(
           { images: raw, labels, count: recipe.batch, source: "" },
           0,
@@ -206,8 +223,8 @@ export async function train(opts: {
         sgd.step(grads, lr);
         const h = argmax!.equal(y).sum();
         argmax!.dispose();
-        return [value.dataSync()[0], h.dataSync()[0]];
-      });
+        return [value, h];
+      }));
       if (!Number.isFinite(loss)) {
         throw new Error(`training diverged at epoch ${epoch + 1} step ${s} (loss ${loss})`);
       }
@@ -217,7 +234,7 @@ export async function train(opts: {
       opts.hooks?.onStep?.(epoch, s + 1, stepsPerEpoch, lossSum / seen, correct / seen);
     }
     const trainSeconds = (performance.now() - t0) / 1000;
-    const v = evaluateLoss(model, val, prep);
+    const v = await evaluateLoss(model, val, prep);
     const log: EpochLog = {
       epoch: epoch + 1,
       lr,
