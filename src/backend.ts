@@ -8,20 +8,40 @@ import { UserError } from "./errors.ts";
 export type BackendName = "auto" | "webgpu" | "wasm" | "cpu";
 export const BACKENDS: BackendName[] = ["auto", "webgpu", "wasm", "cpu"];
 
-/** True when `navigator.gpu` offers an adapter that is not a software fallback. */
-export async function hasRealGpu(): Promise<boolean> {
+interface Adapter {
+  isFallbackAdapter?: boolean;
+  info?: { isFallbackAdapter?: boolean };
+}
+
+/** The adapter `navigator.gpu` offers, or null (no WebGPU, no adapter, or the request failed). */
+async function gpuAdapter(): Promise<Adapter | null> {
   const gpu = (globalThis.navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } })
     .gpu;
-  if (!gpu) return false;
+  if (!gpu) return null;
   try {
-    const adapter = await gpu.requestAdapter() as
-      | { isFallbackAdapter?: boolean; info?: { isFallbackAdapter?: boolean } }
-      | null;
-    if (!adapter) return false;
-    return !(adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false);
+    return (await gpu.requestAdapter() as Adapter | null) ?? null;
   } catch {
-    return false;
+    return null;
   }
+}
+
+/** True when `navigator.gpu` offers an adapter that is not a software fallback. */
+export async function hasRealGpu(): Promise<boolean> {
+  const adapter = await gpuAdapter();
+  return adapter !== null && !(adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false);
+}
+
+/**
+ * True when `navigator.gpu` offers any adapter, a software fallback (e.g. llvmpipe) included:
+ * `--backend webgpu` can run here, if slowly. For tests that check WebGPU's results.
+ *
+ * @example
+ * ```ts
+ * Deno.test({ name: "on webgpu", ignore: !(await hasGpuAdapter()), fn: async () => {} });
+ * ```
+ */
+export async function hasGpuAdapter(): Promise<boolean> {
+  return (await gpuAdapter()) !== null;
 }
 
 /**
