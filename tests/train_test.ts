@@ -6,7 +6,14 @@ import { decodeRecords } from "../src/data/cifar10.ts";
 import { syntheticCifar } from "../src/data/synthetic.ts";
 import { loadModel } from "../src/model/load.ts";
 import { fileSaver } from "../src/model/tfjs_io.ts";
-import { DEFAULT_RECIPE, evaluateLoss, train, type TrainRecipe } from "../src/train/trainer.ts";
+import {
+  DEFAULT_RECIPE,
+  evaluateLoss,
+  learningRate,
+  totalEpochs,
+  train,
+  type TrainRecipe,
+} from "../src/train/trainer.ts";
 import { oneCycle } from "../src/train/schedule.ts";
 import { gatherBatch } from "../src/train/augment.ts";
 import { mulberry32 } from "../src/train/random.ts";
@@ -124,6 +131,38 @@ Deno.test("training leaks no tensors per step", async () => {
       throw new Error(`tensor counts per step: ${counts}`);
     }
     r.model.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("extra cycles: --extend adds a short one-cycle after the main one, and a finished run resumes into it", async () => {
+  const r: TrainRecipe = { ...recipe, epochs: 2, extraCycles: [{ epochs: 1, peakLr: 0.005 }] };
+  if (totalEpochs(r) !== 3) throw new Error(`total ${totalEpochs(r)}`);
+  const spe = 10;
+  if (learningRate(r, 1, 9, spe) !== oneCycle(19, 20, r.peakLr)) throw new Error("main cycle");
+  if (learningRate(r, 2, 0, spe) !== oneCycle(0, 10, 0.005)) throw new Error("extra cycle start");
+  if (learningRate(r, 2, 3, spe) !== oneCycle(3, 10, 0.005)) throw new Error("extra cycle");
+
+  await setupBackend("wasm");
+  const data = decodeRecords(syntheticCifar(160, 5), "synthetic");
+  const dir = await Deno.makeTempDir();
+  try {
+    const first = await train({
+      recipe: { ...recipe, epochs: 1, valSize: 32 },
+      data,
+      outDir: dir,
+      resume: false,
+    });
+    first.model.dispose();
+    const more = await train({ recipe, data, outDir: dir, resume: true, extend: { epochs: 1 } });
+    if (more.history.length !== 2) throw new Error(`history ${more.history.length}`);
+    if (
+      JSON.stringify(more.recipe.extraCycles) !== JSON.stringify([{ epochs: 1, peakLr: recipe.peakLr / 10 }])
+    ) {
+      throw new Error(`extra cycles ${JSON.stringify(more.recipe.extraCycles)}`);
+    }
+    more.model.dispose();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

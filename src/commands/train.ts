@@ -35,6 +35,8 @@ Options:
   --limit N         use only the first N training images (quick trials)
   --out DIR         output folder                                       (default out/train)
   --resume          continue from DIR/checkpoint (the recipe is taken from the checkpoint)
+  --extend N        with --resume on a finished run: N more epochs in a second, short one-cycle
+                    schedule peaking at a tenth of the main peak rate
   --backend B       auto | webgpu | wasm | cpu                          (default auto)
   -h, --help        this text
 
@@ -56,6 +58,7 @@ export async function run(args: string[]): Promise<void> {
       limit: { type: "string" },
       out: { type: "string", default: "out/train" },
       resume: { type: "boolean", default: false },
+      extend: { type: "string" },
       backend: { type: "string", default: "auto" },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -82,6 +85,9 @@ export async function run(args: string[]): Promise<void> {
     seed: num("seed", values.seed, DEFAULT_RECIPE.seed, true),
     valSize: num("val-size", values["val-size"], DEFAULT_RECIPE.valSize, true),
   };
+  if (values.extend !== undefined && !values.resume) {
+    throw new UserError("--extend continues a finished run: use it with --resume (and the run's --out).");
+  }
   const limit = values.limit === undefined ? Infinity : num("limit", values.limit, 0, true);
   const out = values.out!;
   const backend = await setupBackend(values.backend as BackendName);
@@ -104,6 +110,7 @@ export async function run(args: string[]): Promise<void> {
     data,
     outDir: out,
     resume: values.resume!,
+    extend: values.extend === undefined ? undefined : { epochs: num("extend", values.extend, 1, true) },
     hooks: {
       onStep(epoch, step, steps, loss, acc) {
         if (step === 1) bar = new Progress({ label: `epoch ${epoch + 1}`, total: steps, unit: "steps" });

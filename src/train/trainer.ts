@@ -14,6 +14,7 @@ import { writeFileAtomic } from "../report/atomic.ts";
 import { gatherBatch } from "./augment.ts";
 import { mulberry32, permutation } from "./random.ts";
 import { oneCycle } from "./schedule.ts";
+import { UserError } from "../errors.ts";
 import { NesterovSgd } from "./sgd.ts";
 
 /** Everything that determines a training run. */
@@ -30,6 +31,33 @@ export interface TrainRecipe {
   seed: number;
   blockDropout: number;
   denseDropout: number;
+  /** Short one-cycle schedules run after the main one (`train --resume --extend N`). */
+  extraCycles?: { epochs: number; peakLr: number }[];
+}
+
+/** All epochs of a recipe: the main cycle's and the extra cycles'. */
+export function totalEpochs(recipe: TrainRecipe): number {
+  return recipe.epochs + (recipe.extraCycles ?? []).reduce((s, c) => s + c.epochs, 0);
+}
+
+/** The learning rate at `step` of `epoch`: the main one-cycle schedule, then each extra cycle's own. */
+export function learningRate(
+  recipe: TrainRecipe,
+  epoch: number,
+  step: number,
+  stepsPerEpoch: number,
+): number {
+  if (epoch < recipe.epochs) {
+    return oneCycle(epoch * stepsPerEpoch + step, stepsPerEpoch * recipe.epochs, recipe.peakLr);
+  }
+  let start = recipe.epochs;
+  for (const c of recipe.extraCycles ?? []) {
+    if (epoch < start + c.epochs) {
+      return oneCycle((epoch - start) * stepsPerEpoch + step, stepsPerEpoch * c.epochs, c.peakLr);
+    }
+    start += c.epochs;
+  }
+  throw new Error(`epoch ${epoch + 1} is past the recipe's ${start} epochs`);
 }
 
 export const DEFAULT_RECIPE: TrainRecipe = {
@@ -162,6 +190,8 @@ export async function train(opts: {
   data: Dataset;
   outDir: string;
   resume: boolean;
+  /** With `resume` on a finished run: add a short one-cycle of this many epochs (peak: a tenth of the main one). */
+  extend?: { epochs: number; peakLr?: number };
   hooks?: TrainHooks;
 }): Promise<
   { model: tf.LayersModel; history: EpochLog[]; preprocessing: Preprocessing; recipe: TrainRecipe }
@@ -174,6 +204,18 @@ export async function train(opts: {
   if (opts.resume && await exists(join(ckptDir, "state.json"))) {
     state = JSON.parse(await Deno.readTextFile(join(ckptDir, "state.json")));
     recipe = state.recipe;
+    if (opts.extend) {
+      if (state.epochsDone < totalEpochs(recipe)) {
+        throw new UserError(
+          `the checkpoint in ${ckptDir} still has ${
+            totalEpochs(recipe) - state.epochsDone
+          } epochs to run: resume without --extend first.`,
+        );
+      }
+      const cycle = { epochs: opts.extend.epochs, peakLr: opts.extend.peakLr ?? recipe.peakLr / 10 };
+      recipe = { ...recipe, extraCycles: [...(recipe.extraCycles ?? []), cycle] };
+      state.recipe = recipe;
+    }
     model = await tf.loadLayersModel(fileLoader(join(ckptDir, "model.json")));
     const bytes = await Deno.readFile(join(ckptDir, "optimizer.bin"));
     optState = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
@@ -189,12 +231,11 @@ export async function train(opts: {
   const prep = state.preprocessing;
   const { train: trainIdx, val } = splitTrainVal(opts.data, recipe.valSize, recipe.seed);
   const stepsPerEpoch = Math.floor(trainIdx.length / recipe.batch);
-  const totalSteps = stepsPerEpoch * recipe.epochs;
   const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const sgd = new NesterovSgd(vars, recipe.momentum, recipe.weightDecay);
   if (optState) sgd.load(optState);
 
-  for (let epoch = state.epochsDone; epoch < recipe.epochs; epoch++) {
+  for (let epoch = state.epochsDone; epoch < totalEpochs(recipe); epoch++) {
     const rand = mulberry32(recipe.seed * 1000 + epoch);
     const order = permutation(trainIdx.length, rand);
     const t0 = performance.now();
@@ -205,7 +246,7 @@ export async function train(opts: {
       const raw = gatherBatch(opts.data.images, idx, true, rand);
       const labels = new Uint8Array(recipe.batch);
       idx.forEach((j, i) => (labels[i] = opts.data.labels[j]));
-      lr = oneCycle(epoch * stepsPerEpoch + s, totalSteps, recipe.peakLr);
+      lr = learningRate(recipe, epoch, s, stepsPerEpoch);
       const [loss, hits] = await readScalars(tf.tidy(() => {
         const x = imagesToTensor(
           { images: raw, labels, count: recipe.batch, source: "" },
