@@ -191,6 +191,10 @@ export async function run(args: string[]): Promise<void> {
   t0 = performance.now();
   const split = await splitModelAsync(loaded.model, layer);
   // --workers N: the prefix pass and the fast sweeps shared by N workers (closed when run() returns).
+  // The pool cuts the model with synchronous reads (parallel.ts), which WebGPU cannot do.
+  if (workers > 1 && backend === "webgpu") {
+    throw new UserError("--workers runs on cpu or wasm only; with --backend webgpu use --workers 1.");
+  }
   using pool = workers > 1 ? await SweepPool.start(loaded.model, layer, { workers, backend }) : null;
   const prefixBar = new Progress({ label: "layer outputs", total: test.count, unit: "img" });
   const onPrefix = (n: number) => prefixBar.set(n);
