@@ -4,12 +4,12 @@
  * whenever this machine offers an adapter, a software one (llvmpipe) included: every read on
  * the sweep path is asynchronous, as WebGPU needs in Deno.
  *
- * Tensors cannot move off WebGPU here (the move reads synchronously), so each backend loads its
- * own model and data; WebGPU runs last in each test and the test returns to wasm after it.
+ * WebGPU runs in processes of its own (backends_webgpu_child.ts, and the sweep command): a
+ * WebGPU device still open when `deno test` exits can crash it ("double free or corruption"),
+ * and tensors cannot move off WebGPU here anyway (the move reads synchronously).
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import * as tf from "@tensorflow/tfjs";
 import { type BackendName, hasGpuAdapter, setupBackend } from "../src/backend.ts";
 import { loadTestSet } from "../src/data/cifar10.ts";
 import { loadModel } from "../src/model/load.ts";
@@ -31,77 +31,49 @@ const NAIVE_IMAGES = 32;
 
 /**
  * On `backend`, from a freshly loaded model and the first `opts.images` test images (default
- * all 200): the mean ranking, and the fast sweep's counts at every K under `opts.ranking`
- * (default: its own); with `opts.naive`, the literal method's counts too.
+ * all 200): the mean ranking, the split's constants and the fast sweep's counts at every K under
+ * `opts.ranking` (default: its own); with `opts.naive`, the literal method's counts too.
  */
 async function sweepOn(
   backend: Backend,
   name: string,
   opts: { ranking?: Ranking; images?: number; naive?: boolean } = {},
 ) {
-  const { ranking, images, naive } = opts;
   await setupBackend(backend);
   const { model, preprocessing } = await loadModel(fixture(`models/${name}/model.json`));
   try {
-    const ds = await loadTestSet(fixture("cifar10-tiny"), images);
+    const ds = await loadTestSet(fixture("cifar10-tiny"), opts.images);
     const layer = pickLayer(model);
     const split = await splitModelAsync(model, layer);
     const out = await computeLayerOutputs(split, ds, preprocessing);
     const own = rankByMean(out);
-    const used = ranking ?? own;
+    const used = opts.ranking ?? own;
     const fast = (await sweepFast(split, out, ds.labels, used)).map((p) => p.correct);
-    const slow = naive
+    const naive = opts.naive
       ? (await sweepNaive(model, layer, ds, preprocessing, used)).map((p) => p.correct)
       : undefined;
-    return {
-      own,
-      channels: layer.channels,
-      fast,
-      naive: slow,
-      activationOfZero: split.activationOfZero,
-      fill: split.pushdown?.fill,
-    };
+    const fill = split.pushdown ? Array.from(split.pushdown.fill) : null;
+    return { own, channels: layer.channels, activationOfZero: split.activationOfZero, fill, fast, naive };
   } finally {
     model.dispose();
   }
 }
 
-/**
- * `other` against wasm on fixture `name`: the rankings, the split's constants and the fast
- * sweep's counts at every K (all 200 images); with `naive`, the literal method too, at every K
- * on the first `NAIVE_IMAGES` images, against wasm's and against the fast sweep's counts there.
- */
-async function compare(other: Backend, name: string, naive = false) {
-  const wasm = await sweepOn("wasm", name);
-  const there = await sweepOn(other, name, { ranking: wasm.own });
-  // The rankings agree: channel means equal to float32 rounding, hence the same order here.
-  wasm.own.scores.forEach((s, c) => {
-    assert.ok(Math.abs(s - there.own.scores[c]) <= 1e-5 * Math.max(1, Math.abs(s)), `channel ${c}`);
-  });
-  assert.deepEqual(there.own.order, wasm.own.order);
-  // activation(0) is exact; what BatchNorm makes of it (the pushdown's fill) agrees to rounding
-  // (each backend computes BatchNorm its own way: cpu and wasm already differ in the last bit).
-  assert.equal(there.activationOfZero, wasm.activationOfZero);
-  assert.equal(there.fill?.length, wasm.fill?.length);
-  wasm.fill?.forEach((v, c) => {
-    assert.ok(Math.abs(v - there.fill![c]) <= 1e-5 * Math.max(1, Math.abs(v)), `fill of channel ${c}`);
-  });
-  // And under the same ranking every K scores the same number of images.
-  assert.deepEqual(there.fast, wasm.fast, `${other} vs wasm, fast`);
-  assert.equal(there.fast.length, wasm.channels + 1, "every K, 0..C");
-  if (naive) {
-    const opts = { ranking: wasm.own, images: NAIVE_IMAGES, naive: true };
-    const wasmFew = await sweepOn("wasm", name, opts);
-    const thereFew = await sweepOn(other, name, opts);
-    assert.deepEqual(wasmFew.naive, wasmFew.fast, `wasm: naive vs fast`);
-    assert.deepEqual(thereFew.naive, wasmFew.naive, `${other} vs wasm, naive`);
-    assert.deepEqual(thereFew.fast, thereFew.naive, `${other}: fast vs naive`);
+/** Channel means (or BatchNorm constants) equal to float32 rounding. */
+function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, what: string) {
+  assert.equal(got.length, want.length, what);
+  for (let i = 0; i < want.length; i++) {
+    assert.ok(Math.abs(got[i] - want[i]) <= 1e-5 * Math.max(1, Math.abs(want[i])), `${what} ${i}`);
   }
 }
 
 for (const name of ["tiny-bn", "tiny-nobn"]) {
   Deno.test(`backends: cpu and wasm agree on the ${name} sweep`, async () => {
-    await compare("cpu", name);
+    const wasm = await sweepOn("wasm", name);
+    const cpu = await sweepOn("cpu", name, { ranking: wasm.own });
+    assertClose(cpu.own.scores, wasm.own.scores, "channel mean");
+    assert.deepEqual(cpu.own.order, wasm.own.order);
+    assert.deepEqual(cpu.fast, wasm.fast, "cpu vs wasm");
   });
 }
 
@@ -120,36 +92,93 @@ Deno.test("backends: splitModel and splitModelAsync give the same split, bit for
   model.dispose();
 });
 
+/** `deno run` with read and env permissions (and `extra`); the exit code, stdout and stderr. */
+async function denoRun(args: string[], extra: string[] = []) {
+  const r = await new Deno.Command("deno", {
+    args: ["run", "--quiet", "--allow-read", "--allow-env", ...extra, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: r.code, stdout: text(r.stdout), stderr: text(r.stderr) };
+}
+
+interface WebGpuRun {
+  order: number[];
+  scores: number[];
+  channels: number;
+  activationOfZero: number;
+  fill: number[] | null;
+  fast: number[];
+  fastFew: number[];
+  naiveFew: number[];
+  syncRefused: boolean;
+}
+
 Deno.test({
   name: "backends: webgpu (any adapter) agrees with wasm at every K on tiny-bn and tiny-nobn, fast and naive",
   ignore: !gpu,
-  // The WebGPU device keeps a few timers and buffers alive between tests.
-  sanitizeOps: false,
-  sanitizeResources: false,
   fn: async () => {
-    try {
-      for (const name of ["tiny-bn", "tiny-nobn"]) await compare("webgpu", name, true);
-    } finally {
-      await setupBackend("wasm");
+    const child = fileURLToPath(new URL("./backends_webgpu_child.ts", import.meta.url));
+    const r = await denoRun([child, String(NAIVE_IMAGES)]);
+    assert.equal(r.code, 0, r.stderr);
+    const line = r.stdout.trim().split("\n").findLast((l) => l.startsWith("{"));
+    assert.ok(line, `no result from the WebGPU process: ${r.stdout}\n${r.stderr}`);
+    const runs = JSON.parse(line) as Record<string, WebGpuRun>;
+    for (const name of ["tiny-bn", "tiny-nobn"]) {
+      const gpu = runs[name];
+      const wasm = await sweepOn("wasm", name);
+      const wasmFew = await sweepOn("wasm", name, { ranking: wasm.own, images: NAIVE_IMAGES, naive: true });
+      // The rankings agree: channel means equal to float32 rounding, hence the same order here.
+      assertClose(gpu.scores, wasm.own.scores, `${name}: channel mean`);
+      assert.deepEqual(gpu.order, wasm.own.order, `${name}: ranking`);
+      // activation(0) is exact; what BatchNorm makes of it (the pushdown's fill) agrees to
+      // rounding: each backend computes BatchNorm its own way (cpu and wasm differ in the last bit).
+      assert.equal(gpu.activationOfZero, wasm.activationOfZero);
+      assert.equal(gpu.fill === null, wasm.fill === null, `${name}: pushdown on one backend only`);
+      if (gpu.fill && wasm.fill) assertClose(gpu.fill, wasm.fill, `${name}: fill`);
+      // Under the same ranking every K scores the same number of images, fast and naive.
+      assert.equal(gpu.fast.length, wasm.channels + 1, "every K, 0..C");
+      assert.deepEqual(gpu.fast, wasm.fast, `${name}: webgpu vs wasm, fast, all images`);
+      assert.deepEqual(wasmFew.naive, wasmFew.fast, `${name}: wasm naive vs fast`);
+      assert.deepEqual(gpu.naiveFew, wasmFew.naive, `${name}: webgpu vs wasm, naive`);
+      assert.deepEqual(gpu.fastFew, gpu.naiveFew, `${name}: webgpu fast vs naive`);
+      assert.ok(gpu.syncRefused, `${name}: the synchronous split is refused on WebGPU`);
     }
   },
 });
 
 Deno.test({
-  name: "backends: on webgpu the synchronous split refuses with a clear error",
+  name: "backends: the sweep command runs end to end with --backend webgpu (wasm's counts, same ranking)",
   ignore: !gpu,
-  sanitizeOps: false,
-  sanitizeResources: false,
   fn: async () => {
+    const out = await Deno.makeTempDir({ prefix: "prunescope-webgpu-" });
     try {
-      await setupBackend("webgpu");
-      const { model } = await loadModel(fixture("models/tiny-nobn/model.json"));
-      const before = tf.memory().numTensors;
-      assert.throws(() => splitModel(model, pickLayer(model)), /use splitModelAsync/);
-      assert.equal(tf.memory().numTensors, before, "the refused split leaked tensors");
-      model.dispose();
+      const main = fileURLToPath(new URL("../main.ts", import.meta.url));
+      const model = fixture("models/tiny-bn/model.json");
+      const r = await denoRun(
+        [
+          main,
+          "sweep",
+          "--model",
+          model,
+          "--data",
+          fixture("cifar10-tiny"),
+          "--backend",
+          "webgpu",
+          "--out",
+          out,
+        ],
+        [`--allow-write=${out}`],
+      );
+      assert.equal(r.code, 0, r.stderr);
+      const json = JSON.parse(await Deno.readTextFile(`${out}/sweep.json`));
+      assert.equal(json.backend, "webgpu");
+      const wasm = await sweepOn("wasm", "tiny-bn");
+      assert.deepEqual(json.series[0].order, wasm.own.order);
+      assert.deepEqual(json.results.map((p: { correct: number }) => p.correct), wasm.fast);
     } finally {
-      await setupBackend("wasm");
+      await Deno.remove(out, { recursive: true });
     }
   },
 });
