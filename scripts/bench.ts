@@ -39,7 +39,7 @@ import { UserError } from "../src/errors.ts";
 import { loadTestSet, sliceDataset } from "../src/data/cifar10.ts";
 import { loadModel } from "../src/model/load.ts";
 import { pickLayer } from "../src/model/layers.ts";
-import { splitModel } from "../src/model/split.ts";
+import { type SplitModel, splitModelAsync } from "../src/model/split.ts";
 import { buildVgg } from "../src/model/vgg.ts";
 import { computeLayerOutputs, type LayerOutputs } from "../src/prune/activations.ts";
 import { rankByMean } from "../src/prune/criteria.ts";
@@ -276,7 +276,7 @@ async function fastRun(
   const memory = new MemorySampler();
   const loaded = await clock.time("load", () => loadCaseModel(spec));
   const layer = pickLayer(loaded.model);
-  const split = splitModel(loaded.model, layer);
+  const split = await splitModelAsync(loaded.model, layer);
   const ks = resolveKValues(undefined, layer.channels);
   let pool: SweepPool | null = null;
   try {
@@ -316,7 +316,7 @@ async function fastRun(
       }
       let rows;
       if (opts.algebra) {
-        const plan = planLinearHead(loaded.model, layer);
+        const plan = await planLinearHead(loaded.model, layer);
         if ("reason" in plan) {
           throw new UserError(`--algebra does not apply after ${layer.name}: ${plan.reason}.`);
         }
@@ -378,7 +378,7 @@ async function fastRun(
 
 /** Compare the run's counts with the single-process sweepFast; with the algebra, also count differing predictions. */
 async function verify(
-  split: ReturnType<typeof splitModel>,
+  split: SplitModel,
   outputs: LayerOutputs,
   labels: Uint8Array,
   ranking: ReturnType<typeof rankByMean>,
@@ -405,7 +405,7 @@ async function verify(
       };
     const exact = new Int8Array(outputs.count * ks), algebra = new Int8Array(outputs.count * ks);
     await sweepIncremental(split, outputs, labels, ranking, { onRows: record(exact) });
-    const plan = planLinearHead(model, split.layer);
+    const plan = await planLinearHead(model, split.layer);
     if ("head" in plan) {
       await sweepIncremental(split, outputs, labels, ranking, {
         rows: linearRows(plan.head, split.activationOfZero),

@@ -41,8 +41,8 @@ function vggWithBatchNormStats(): tf.LayersModel {
   return model;
 }
 
-function plan(model: tf.LayersModel, layerName?: string): LinearHead {
-  const p = planLinearHead(model, pickLayer(model, layerName));
+async function plan(model: tf.LayersModel, layerName?: string): Promise<LinearHead> {
+  const p = await planLinearHead(model, pickLayer(model, layerName));
   if ("reason" in p) throw new Error(`no linear head: ${p.reason}`);
   return p.head;
 }
@@ -50,7 +50,7 @@ function plan(model: tf.LayersModel, layerName?: string): LinearHead {
 Deno.test("planLinearHead: the VGG's last conv leads through BN, pool, dropout, flatten to fc1; other cuts are refused", async () => {
   await setupBackend("wasm");
   const vgg = buildVgg({ width: 0.0625 });
-  const head = plan(vgg);
+  const head = await plan(vgg);
   assert.deepEqual(head.channelLayers.map((l) => l.name), [
     "block5_bn3",
     "block5_pool",
@@ -60,15 +60,15 @@ Deno.test("planLinearHead: the VGG's last conv leads through BN, pool, dropout, 
   assert.equal(head.dense.name, "fc1");
   assert.deepEqual([head.inputs, head.units], [32, 256]);
   assert.ok(head.rest);
-  const mid = planLinearHead(vgg, pickLayer(vgg, "block5_conv2"));
+  const mid = await planLinearHead(vgg, pickLayer(vgg, "block5_conv2"));
   assert.ok("reason" in mid && /block5_conv3 \(Conv2D\) is not a per-channel layer/.test(mid.reason));
   // A branch after the cut (relu2 feeds conv3 and the residual add).
   const { model: func } = await loadModel(fixture("models/tiny-func/model.json"));
-  const branch = planLinearHead(func, pickLayer(func, "conv2"));
+  const branch = await planLinearHead(func, pickLayer(func, "conv2"));
   assert.ok("reason" in branch && /goes to 2 layers/.test(branch.reason), JSON.stringify(branch));
   // Keras: conv -> ReLU -> Dropout -> GlobalAveragePooling2D -> Dense (the model's output).
   const { model: keras } = await loadModel(fixture("keras/tiny_keras2.h5"));
-  const kh = plan(keras);
+  const kh = await plan(keras);
   assert.deepEqual(kh.channelLayers.map((l) => l.getClassName()), [
     "ReLU",
     "Dropout",
@@ -111,7 +111,7 @@ for (const name of ["tiny-bn", "vgg"]) {
     const layer = pickLayer(model);
     const split = splitModel(model, layer);
     const out = await computeLayerOutputs(split, ds, DEFAULT_PREPROCESSING);
-    const head = plan(model);
+    const head = await plan(model);
     const fill = split.activationOfZero;
     // BN(0) is not 0 here, so a pruned channel's value after the pooling is a real constant.
     const bnZero = tf.tidy(() =>
@@ -155,7 +155,7 @@ for (const name of ["tiny-bn", "tiny-nobn"]) {
     const want = (await sweepFast(split, out, ds.labels, ranking)).map((p) => p.correct);
     const before = tf.memory().numTensors;
     const got = await sweepIncremental(split, out, ds.labels, ranking, {
-      rows: linearRows(plan(model), split.activationOfZero),
+      rows: linearRows(await plan(model), split.activationOfZero),
       rowsPerCall: 50,
       imageBatch: 64,
     });

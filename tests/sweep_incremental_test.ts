@@ -175,7 +175,7 @@ Deno.test({
     const ds = await loadTestSet(fixture("cifar10-tiny"), 60);
     const layer = pickLayer(model);
     const split = splitModel(model, layer);
-    const head = planLinearHead(model, layer);
+    const head = await planLinearHead(model, layer);
     assert.ok("head" in head);
     const out = await computeLayerOutputs(split, ds, preprocessing);
     const ranking = rankByMean(out);

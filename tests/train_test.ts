@@ -1,4 +1,5 @@
 /** Training: the loss falls on learnable synthetic data, checkpoints resume, and the saved model round-trips. */
+import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
 import { setupBackend } from "../src/backend.ts";
@@ -166,4 +167,25 @@ Deno.test("extra cycles: --extend adds a short one-cycle after the main one, and
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("--dropout B,D: two rates in [0, 1) reach the model's dropout layers; anything else is a UserError", async () => {
+  const { parseDropout } = await import("../src/commands/train.ts");
+  const { buildVgg } = await import("../src/model/vgg.ts");
+  const { UserError } = await import("../src/errors.ts");
+  assert.deepEqual(parseDropout(undefined), undefined);
+  const [block, dense] = parseDropout("0.05, 0.15")!;
+  assert.deepEqual([block, dense], [0.05, 0.15]);
+  for (const bad of ["1,2", "0.1", "0.1,0.2,0.3", "a,b", "-0.1,0.2"]) {
+    assert.throws(
+      () => parseDropout(bad),
+      (e: unknown) => e instanceof UserError && e.message.includes("--dropout"),
+    );
+  }
+  const model = buildVgg({ width: 0.0625, blockDropout: block, denseDropout: dense });
+  const rates = model.layers.filter((l) => l.getClassName() === "Dropout").map((l) =>
+    (l.getConfig() as { rate: number }).rate
+  );
+  assert.deepEqual(rates, [0.05, 0.05, 0.05, 0.05, 0.05, 0.15, 0.15, 0.15]);
+  model.dispose();
 });

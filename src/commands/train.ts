@@ -32,6 +32,8 @@ Options:
   --lr X            peak learning rate of the one-cycle schedule        (default ${DEFAULT_RECIPE.peakLr})
   --seed N          seed for weights, split, shuffles and augmentation  (default ${DEFAULT_RECIPE.seed})
   --val-size N      training images held out for validation            (default ${DEFAULT_RECIPE.valSize})
+  --dropout B,D     dropout rate after each conv block, and in the dense head
+                                                                        (default ${DEFAULT_RECIPE.blockDropout},${DEFAULT_RECIPE.denseDropout})
   --limit N         use only the first N training images (quick trials)
   --out DIR         output folder                                       (default out/train)
   --resume          continue from DIR/checkpoint (the recipe is taken from the checkpoint)
@@ -42,6 +44,16 @@ Options:
 
 Writes DIR/model/ (model.json + weights.bin, with metadata), DIR/training-log.csv,
 DIR/training.json, DIR/training.svg and DIR/training.png.`;
+
+/** `--dropout B,D`: two rates in [0, 1), or undefined when the flag is absent. */
+export function parseDropout(v: string | undefined): [number, number] | undefined {
+  if (v === undefined) return undefined;
+  const parts = v.split(",").map((x) => Number(x.trim()));
+  if (parts.length !== 2 || parts.some((x) => !Number.isFinite(x) || x < 0 || x >= 1)) {
+    throw new UserError(`--dropout wants two rates in [0, 1) as BLOCK,DENSE (e.g. 0.1,0.3), got '${v}'.`);
+  }
+  return [parts[0], parts[1]];
+}
 
 /** Run the train command. */
 export async function run(args: string[]): Promise<void> {
@@ -56,6 +68,7 @@ export async function run(args: string[]): Promise<void> {
       seed: { type: "string" },
       "val-size": { type: "string" },
       limit: { type: "string" },
+      dropout: { type: "string" },
       out: { type: "string", default: "out/train" },
       resume: { type: "boolean", default: false },
       extend: { type: "string" },
@@ -76,8 +89,11 @@ export async function run(args: string[]): Promise<void> {
     }
     return n;
   };
+  const dropout = parseDropout(values.dropout);
   const recipe: TrainRecipe = {
     ...DEFAULT_RECIPE,
+    blockDropout: dropout?.[0] ?? DEFAULT_RECIPE.blockDropout,
+    denseDropout: dropout?.[1] ?? DEFAULT_RECIPE.denseDropout,
     width: num("width", values.width, DEFAULT_RECIPE.width),
     epochs: num("epochs", values.epochs, DEFAULT_RECIPE.epochs, true),
     batch: num("batch", values.batch, DEFAULT_RECIPE.batch, true),

@@ -22,7 +22,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { LayerRef } from "../model/layers.ts";
-import { type SplitModel, splitModel } from "../model/split.ts";
+import { type SplitModel, splitModelAsync } from "../model/split.ts";
 import type { LayerOutputs } from "./activations.ts";
 import type { RowSource } from "./sweep_incremental.ts";
 
@@ -110,14 +110,14 @@ function notPerChannel(layer: tf.layers.Layer, flat: boolean): string | null {
  *
  * @example
  * ```ts
- * const plan = planLinearHead(model, pickLayer(model));
+ * const plan = await planLinearHead(model, pickLayer(model));
  * if ("head" in plan) plan.head.dense.name; // "fc1" for the VGG's last conv
  * ```
  */
-export function planLinearHead(
+export async function planLinearHead(
   model: tf.LayersModel,
   layer: LayerRef,
-): { head: LinearHead } | { reason: string } {
+): Promise<{ head: LinearHead } | { reason: string }> {
   const conv = model.getLayer(layer.name);
   const [height, width, channels] = layer.outputShape;
   const channelLayers: tf.layers.Layer[] = [];
@@ -142,7 +142,7 @@ export function planLinearHead(
       }
       const output = (model.outputs[0] as unknown as { sourceLayer: tf.layers.Layer }).sourceLayer;
       const activation = (layerNext.getConfig() as { activation?: string }).activation ?? "linear";
-      const rest = output === layerNext ? null : splitModel(model, {
+      const rest = output === layerNext ? null : await splitModelAsync(model, {
         name: layerNext.name,
         index: model.layers.indexOf(layerNext),
         className: "Dense",
@@ -187,7 +187,7 @@ function applyHead(head: LinearHead, y: tf.Tensor): tf.Tensor2D {
  *
  * @example
  * ```ts
- * const plan = planLinearHead(model, layer);
+ * const plan = await planLinearHead(model, layer);
  * if ("head" in plan) await sweepIncremental(split, out, labels, ranking, { rows: linearRows(plan.head, split.activationOfZero) });
  * ```
  */

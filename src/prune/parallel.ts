@@ -14,7 +14,7 @@ import * as tf from "@tensorflow/tfjs";
 import { UserError } from "../errors.ts";
 import type { BackendName } from "../backend.ts";
 import type { LayerRef } from "../model/layers.ts";
-import { splitModel } from "../model/split.ts";
+import { splitModelAsync } from "../model/split.ts";
 import type { Dataset, Preprocessing, Ranking, SweepPoint } from "../types.ts";
 import { IMAGE_BYTES } from "../data/cifar10.ts";
 import { DEFAULT_MAX_OUTPUT_BYTES, type LayerOutputs } from "./activations.ts";
@@ -194,7 +194,12 @@ export class SweepPool {
           w.request<string>({ type: "init", backend: opts.backend, artifacts, layer: layer.name })
         ),
       );
-      return new SweepPool(workers, layer, backends[0], splitModel(model, layer).activationOfZero);
+      return new SweepPool(
+        workers,
+        layer,
+        backends[0],
+        (await splitModelAsync(model, layer)).activationOfZero,
+      );
     } catch (e) {
       workers.forEach((w) => w.worker.terminate());
       throw e;

@@ -17,7 +17,7 @@ import * as tf from "@tensorflow/tfjs";
 import { type BackendName, setupBackend } from "../backend.ts";
 import { UserError } from "../errors.ts";
 import { pickLayer } from "../model/layers.ts";
-import { type SplitModel, splitModel } from "../model/split.ts";
+import { type SplitModel, splitModelAsync } from "../model/split.ts";
 import type { Preprocessing } from "../types.ts";
 import { computeLayerOutputs, type LayerOutputs } from "./activations.ts";
 import { linearRows, planLinearHead } from "./linear_head.ts";
@@ -63,7 +63,7 @@ async function handle(msg: WorkerRequest): Promise<unknown> {
   if (msg.type === "init") {
     const backend = await setupBackend(msg.backend);
     model = await tf.loadLayersModel(tf.io.fromMemory(msg.artifacts));
-    split = splitModel(model, pickLayer(model, msg.layer));
+    split = await splitModelAsync(model, pickLayer(model, msg.layer));
     return backend;
   }
   if (!model || !split) throw new Error("worker used before init");
@@ -86,7 +86,7 @@ async function handle(msg: WorkerRequest): Promise<unknown> {
   if (!kept) throw new Error("worker asked to sweep before it holds layer outputs");
   let rows;
   if (msg.algebra) {
-    const plan = planLinearHead(model, split.layer);
+    const plan = await planLinearHead(model, split.layer);
     if ("reason" in plan) {
       throw new UserError(`--algebra does not apply after ${split.layer.name}: ${plan.reason}.`);
     }
