@@ -387,3 +387,64 @@ Deno.test({
     }
   },
 });
+
+Deno.test("sensitivity --workers 2: the very CSVs and points of --workers 1 (mean and taylor)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "prunescope_sens_workers_" });
+  try {
+    for (const criterion of ["mean", "taylor"]) {
+      const run = async (workers: string) => {
+        const out = join(dir, `${criterion}-w${workers}`);
+        const log = console.log;
+        console.log = () => {};
+        try {
+          await main([
+            "sensitivity",
+            "--model",
+            FIXTURES[0],
+            "--data",
+            DATA,
+            "--limit",
+            "120",
+            "--backend",
+            "wasm",
+            "--criterion",
+            criterion,
+            "--taylor-images",
+            "64",
+            "--fractions",
+            "0:1:0.25",
+            "--workers",
+            workers,
+            "--out",
+            out,
+          ]);
+        } finally {
+          console.log = log;
+        }
+        return out;
+      };
+      const one = await run("1");
+      const two = await run("2");
+      for (const file of ["sensitivity.csv", "sensitivity_nni.csv"]) {
+        assert.equal(
+          await Deno.readTextFile(join(two, file)),
+          await Deno.readTextFile(join(one, file)),
+          file,
+        );
+      }
+      const layers = (p: string) =>
+        Deno.readTextFile(join(p, "sensitivity.json")).then((t) =>
+          JSON.parse(t).layers.map((l: { layer: string; points: unknown; dead: unknown }) => [
+            l.layer,
+            l.points,
+            l.dead,
+          ])
+        );
+      const expected = await layers(one);
+      assert.equal(expected.length, 2);
+      assert.deepEqual(await layers(two), expected);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

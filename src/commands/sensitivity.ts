@@ -16,6 +16,7 @@ import { resolveDataDir } from "../data/fetch.ts";
 import { loadModel } from "../model/load.ts";
 import { convLayers, type LayerRef, pickLayer } from "../model/layers.ts";
 import { criterionByName, criterionNames } from "../prune/rankings.ts";
+import { sensitivityOnWorkers } from "../prune/sensitivity_pool.ts";
 import { outputKind } from "../prune/class_scores.ts";
 import { couplingMessage, couplingOf } from "../prune/topology.ts";
 import {
@@ -58,6 +59,7 @@ Options:
   --taylor-images N    training images for --criterion taylor  (default 512)
   --out DIR            output folder                           (default out/sensitivity)
   --backend B          auto | webgpu | wasm | cpu              (default auto)
+  --workers N          worker threads, each taking whole layers (same results)  (default 1)
   --batch N            images per prefix pass call             (default 256)
   --limit N            use only the first N test images        (default all 10,000)
   --max-cache MB       layer outputs held at once before streaming in chunks (default 1024)
@@ -172,6 +174,7 @@ export async function run(args: string[]): Promise<void> {
         "taylor-images": { type: "string" },
         out: { type: "string", default: "out/sensitivity" },
         backend: { type: "string", default: "auto" },
+        workers: { type: "string" },
         batch: { type: "string" },
         limit: { type: "string" },
         "max-cache": { type: "string" },
@@ -195,6 +198,7 @@ export async function run(args: string[]): Promise<void> {
   const batch = positiveInt("batch", values.batch, 256);
   const limit = positiveInt("limit", values.limit, Infinity);
   const seed = positiveInt("seed", values.seed, 1);
+  const workers = positiveInt("workers", values.workers, 1);
   const taylorImages = positiveInt("taylor-images", values["taylor-images"], 512);
   const maxCacheBytes = values["max-cache"] === undefined
     ? DEFAULT_MAX_CACHE_BYTES
@@ -252,8 +256,29 @@ export async function run(args: string[]): Promise<void> {
   );
   const bar = new Progress({ label: "sensitivity", total, unit: "img" });
   let done = 0;
-  const results: LayerSensitivityResult[] = [];
-  for (const [i, layer] of layers.entries()) {
+  let results: LayerSensitivityResult[] = [];
+  if (workers > 1 && backend === "webgpu") {
+    throw new UserError("--workers runs on cpu or wasm only; with --backend webgpu use --workers 1.");
+  }
+  if (workers > 1) {
+    const running = new Set<string>();
+    results = await sensitivityOnWorkers(model, layers, test, prep, {
+      workers,
+      backend: backend as BackendName,
+      criterion: criterion.name,
+      seed,
+      kValues: ksOf,
+      outputKind: kind,
+      maxCacheBytes,
+      batch,
+      dataDir,
+      taylorImages,
+      onLayerStart: (name) => running.add(name),
+      onLayerDone: (name) => running.delete(name),
+      onWork: (n) => bar.set(done += n, [...running].join(", ")),
+    });
+  }
+  for (const [i, layer] of (workers > 1 ? [] : layers).entries()) {
     const info = `${layer.name} (${i + 1}/${layers.length})`;
     bar.set(done, info);
     results.push(

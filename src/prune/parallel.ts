@@ -20,7 +20,7 @@ import { IMAGE_BYTES } from "../data/cifar10.ts";
 import { DEFAULT_MAX_OUTPUT_BYTES, type LayerOutputs } from "./activations.ts";
 import { resolveKValues, sweepPoint } from "./sweep.ts";
 import { changeCounts } from "./sweep_incremental.ts";
-import type { SweepShare, WorkerReply, WorkerRequest } from "./sweep_worker.ts";
+import type { SweepShare, WorkerRequest } from "./sweep_worker.ts";
 
 /** How the sweep's work is shared: by images or by K values. */
 export type SweepSplit = "images" | "k";
@@ -99,16 +99,25 @@ interface Pending {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** One worker and its outstanding requests. */
-class PoolWorker {
+/** The replies every pool worker sends: a result, progress, or an error. */
+type PoolReply =
+  | { id: number; type: "result"; value: unknown; tfPeakBytes: number }
+  | { id: number; type: "progress"; done: number; total: number }
+  | { id: number; type: "error"; message: string; userError: boolean };
+
+/**
+ * One Deno worker (by default the sweep worker) and its outstanding requests: each request is
+ * answered by one result or error message with its `id`, progress messages in between.
+ */
+export class PoolWorker<Request extends { id: number } = WorkerRequest> {
   readonly worker: Worker;
   private next = 1;
   private pending = new Map<number, Pending>();
   tfPeakBytes = 0;
 
-  constructor() {
-    this.worker = new Worker(new URL("./sweep_worker.ts", import.meta.url).href, { type: "module" });
-    this.worker.onmessage = (e: MessageEvent<WorkerReply>) => {
+  constructor(url: URL = new URL("./sweep_worker.ts", import.meta.url)) {
+    this.worker = new Worker(url.href, { type: "module" });
+    this.worker.onmessage = (e: MessageEvent<PoolReply>) => {
       const reply = e.data;
       const p = this.pending.get(reply.id);
       if (!p) return;
@@ -122,20 +131,20 @@ class PoolWorker {
         p.resolve(reply.value);
       } else {
         p.reject(
-          reply.userError ? new UserError(reply.message) : new Error(`sweep worker: ${reply.message}`),
+          reply.userError ? new UserError(reply.message) : new Error(`worker: ${reply.message}`),
         );
       }
     };
     this.worker.onerror = (e: ErrorEvent) => {
       e.preventDefault();
-      const error = new Error(`sweep worker failed: ${e.message}`);
+      const error = new Error(`worker failed: ${e.message}`);
       for (const p of this.pending.values()) p.reject(error);
       this.pending.clear();
     };
   }
 
   request<T>(
-    msg: DistributiveOmit<WorkerRequest, "id">,
+    msg: DistributiveOmit<Request, "id">,
     onProgress?: (done: number, total: number) => void,
     transfer: Transferable[] = [],
   ): Promise<T> {
@@ -147,7 +156,8 @@ class PoolWorker {
   }
 }
 
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** `Omit` applied to each member of a union. */
+export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 /**
  * A pool of sweep workers for one model cut at one layer.
