@@ -29,13 +29,13 @@
  * deno task bench --case b --limit 200   # a quick look at the full-size model
  * ```
  */
-import { parseArgs } from "node:util";
 import process from "node:process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, setupBackend } from "../src/backend.ts";
 import { UserError } from "../src/errors.ts";
+import { parseFlags, positiveInt, positiveNumber } from "../src/cli/args.ts";
 import { loadTestSet, sliceDataset } from "../src/data/cifar10.ts";
 import { loadModel } from "../src/model/load.ts";
 import { pickLayer } from "../src/model/layers.ts";
@@ -93,15 +93,6 @@ interface Options {
   budget: number;
 }
 
-function positive(name: string, v: string | undefined, fallback: number, integer = true): number {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!(n > 0) || (integer && !Number.isInteger(n))) {
-    throw new UserError(`--${name} must be a positive ${integer ? "integer" : "number"}, got '${v}'.`);
-  }
-  return n;
-}
-
 /** Parse "0,8,16" or "0:64:8" (stop included). */
 function parseKs(v: string): number[] {
   const ks: number[] = [];
@@ -117,32 +108,22 @@ function parseKs(v: string): number[] {
 }
 
 function parseOptions(args: string[]): Options | null {
-  let values;
-  try {
-    values = parseArgs({
-      args,
-      options: {
-        case: { type: "string", default: "all" },
-        model: { type: "string" },
-        width: { type: "string" },
-        data: { type: "string" },
-        limit: { type: "string" },
-        backend: { type: "string", default: "auto" },
-        workers: { type: "string" },
-        split: { type: "string", default: "images" },
-        algebra: { type: "boolean", default: false },
-        "k-subset": { type: "string" },
-        "naive-images": { type: "string" },
-        verify: { type: "boolean", default: false },
-        budget: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    throw new UserError(`${(e as Error).message}. See 'deno task bench --help'.`);
-  }
+  const values = parseFlags(args, {
+    case: { type: "string", default: "all" },
+    model: { type: "string" },
+    width: { type: "string" },
+    data: { type: "string" },
+    limit: { type: "string" },
+    backend: { type: "string", default: "auto" },
+    workers: { type: "string" },
+    split: { type: "string", default: "images" },
+    algebra: { type: "boolean", default: false },
+    "k-subset": { type: "string" },
+    "naive-images": { type: "string" },
+    verify: { type: "boolean", default: false },
+    budget: { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
+  }, "bench");
   if (values.help) {
     console.log(HELP);
     return null;
@@ -155,19 +136,19 @@ function parseOptions(args: string[]): Options | null {
   return {
     cases: c === "all" ? ["a", "b", "c"] : [c as "a" | "b" | "c"],
     model: values.model ?? DEFAULT_MODEL,
-    width: positive("width", values.width, 1, false),
+    width: positiveNumber("width", values.width, 1),
     data: values.data ?? (existsSync(SHARED_DATA) ? SHARED_DATA : TINY_DATA),
-    limit: positive("limit", values.limit, Infinity),
+    limit: positiveInt("limit", values.limit, Infinity),
     backend: values.backend as BackendName,
-    workers: positive("workers", values.workers, 1),
+    workers: positiveInt("workers", values.workers, 1),
     split: values.split,
     algebra: values.algebra!,
     kSubset: values["k-subset"] === undefined ? undefined : parseKs(values["k-subset"]),
     naiveImages: values["naive-images"] === undefined
       ? undefined
-      : positive("naive-images", values["naive-images"], 1),
+      : positiveInt("naive-images", values["naive-images"], 1),
     verify: values.verify!,
-    budget: positive("budget", values.budget, 256, false) * 2 ** 20,
+    budget: positiveNumber("budget", values.budget, 256) * 2 ** 20,
   };
 }
 

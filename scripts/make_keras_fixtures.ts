@@ -17,27 +17,16 @@ import { strToU8, zipSync } from "fflate";
 import { join } from "node:path";
 import { writeHdf5 } from "../src/model/keras/hdf5.ts";
 import { kerasModelJson, writeKerasH5 } from "../src/model/keras/h5_writer.ts";
+import { mulberry32 } from "../src/train/random.ts";
 
 type Dict = Record<string, unknown>;
-
-/** Deterministic pseudo-random numbers in [0, 1) (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Give every weight of `model` deterministic values: BN variances in [0.5, 1.5), gammas around 1,
  * everything else in [-0.5, 0.5) scaled down by fan-in so activations stay in range.
  */
 export function fillWeights(model: tf.LayersModel, seed: number): void {
-  const next = rng(seed);
+  const next = mulberry32(seed);
   for (const layer of model.layers) {
     const values = layer.weights.map((w) => {
       const n = tf.util.sizeFromShape(w.shape as number[]);

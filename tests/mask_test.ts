@@ -5,12 +5,12 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { setupBackend } from "../src/backend.ts";
-import { seededRandom } from "../src/data/synthetic.ts";
+import { mulberry32 } from "../src/train/random.ts";
 import { maskChannels, maskChannelsStacked, maskStackInto } from "../src/prune/mask.ts";
 
 /** Values with awkward bits: negatives, -0, tiny and huge magnitudes. */
 function awkwardValues(length: number, seed: number): Float32Array {
-  const rand = seededRandom(seed);
+  const rand = mulberry32(seed);
   const v = new Float32Array(length);
   for (let i = 0; i < length; i++) {
     const r = rand();
@@ -59,7 +59,7 @@ for (const backend of ["cpu", "wasm"] as const) {
     await setupBackend(backend);
     const [n, h, w, c, m] = [2, 3, 3, 5, 4];
     const src = awkwardValues(n * h * w * c, 3);
-    const rand = seededRandom(5);
+    const rand = mulberry32(5);
     const masks = Uint8Array.from({ length: m * c }, () => rand() < 0.5 ? 1 : 0);
     masks.fill(0, 0, c); // block 0: nothing pruned
     masks.fill(1, (m - 1) * c); // last block: everything pruned

@@ -8,8 +8,8 @@
  * deno task convert --model weights.h5 --config model.json --out out/vgg-tfjs --scale 1/255
  * ```
  */
-import { parseArgs } from "node:util";
 import { UserError } from "../errors.ts";
+import { parseFlags } from "../cli/args.ts";
 import { setupBackend } from "../backend.ts";
 import { loadModel } from "../model/load.ts";
 import { fileSaver } from "../model/tfjs_io.ts";
@@ -33,25 +33,20 @@ options:
 
 /** Run `convert` with command-line `args`. */
 export async function run(args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        model: { type: "string" },
-        config: { type: "string" },
-        out: { type: "string" },
-        scale: { type: "string" },
-        mean: { type: "string" },
-        std: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new UserError(`${(e as Error).message}. Run 'deno task convert --help'.`);
-  }
+  const values = parseFlags(
+    args,
+    {
+      model: { type: "string" },
+      config: { type: "string" },
+      out: { type: "string" },
+      scale: { type: "string" },
+      mean: { type: "string" },
+      std: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    "convert",
+    "Run",
+  );
   if (values.help) {
     console.log(USAGE);
     return;

@@ -9,10 +9,9 @@
  * deno task inspect --model model.json --json | jq '.convLayers[-1].name'
  * ```
  */
-import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { setupBackend } from "../backend.ts";
-import { UserError } from "../errors.ts";
+import { parseFlags } from "../cli/args.ts";
 import { loadModel } from "../model/load.ts";
 import { convLayers } from "../model/layers.ts";
 import { formatSummary, modelSummary } from "../model/summary.ts";
@@ -41,22 +40,17 @@ export function describePreprocessing(p: Preprocessing): string {
 
 /** Run `inspect` with command-line `args`. */
 export async function run(args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        model: { type: "string" },
-        config: { type: "string" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new UserError(`${(e as Error).message}. Run 'deno task inspect --help'.`);
-  }
+  const values = parseFlags(
+    args,
+    {
+      model: { type: "string" },
+      config: { type: "string" },
+      json: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    "inspect",
+    "Run",
+  );
   if (values.help) {
     console.log(HELP);
     return;

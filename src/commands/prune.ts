@@ -9,11 +9,11 @@
  * Flow: args -> data -> model -> rankings (prefix pass per layer) -> K -> masked reference
  * -> surgery -> checks and measurements -> writers -> optional fine-tune -> writers.
  */
-import { parseArgs } from "node:util";
 import { dirname, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, setupBackend } from "../backend.ts";
 import { UserError } from "../errors.ts";
+import { parseFlags, parsePreprocessing, positiveInt } from "../cli/args.ts";
 import { type LayerRef, pickLayer } from "../model/layers.ts";
 import { checkCifarModel, type LoadedModel, loadModel } from "../model/load.ts";
 import { type SplitModel, splitModelAsync } from "../model/split.ts";
@@ -37,7 +37,7 @@ import {
   predictClasses,
 } from "../prune/measure.ts";
 import { finetune, FINETUNE_PEAK_LR, type FinetuneEpoch } from "../train/finetune.ts";
-import type { Dataset, Preprocessing, Ranking, SweepPoint } from "../types.ts";
+import type { Dataset, Ranking, SweepPoint } from "../types.ts";
 import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
 import { recoveryChart } from "../viz/charts.ts";
 import { formatSeconds, Progress } from "../ui/progress.ts";
@@ -94,25 +94,6 @@ of the next kernel. compression.json lists it per layer ("carrier").
 
 Writes to --out: model/ (model.json + weights.bin, metadata kept), compression.json, sweep.csv
 (the K values --max-drop evaluated; sweep_<layer>.csv per bare --plan layer); with --finetune-epochs also finetuned/, finetune-log.csv, recovery.svg/png.`;
-
-function positiveInt(name: string, v: string | undefined, fallback: number, allowZero = false): number {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || (n === 0 && !allowZero)) {
-    throw new UserError(
-      `--${name} must be a ${allowZero ? "non-negative" : "positive"} integer, got '${v}'.`,
-    );
-  }
-  return n;
-}
-
-function triple(name: string, v: string): [number, number, number] {
-  const parts = v.split(",").map(Number);
-  if (parts.length !== 3 || parts.some((x) => !Number.isFinite(x))) {
-    throw new UserError(`--${name} needs three numbers R,G,B, got '${v}'.`);
-  }
-  return parts as [number, number, number];
-}
 
 /** One `layer:k` entry of --plan; `k` null when --max-drop chooses it from the layer's own sweep. */
 export interface PlanEntry {
@@ -392,40 +373,30 @@ async function sourceWeightsBytes(loaded: LoadedModel): Promise<number | undefin
 
 /** Run the prune command. */
 export async function run(args: string[]): Promise<void> {
-  let values;
-  try {
-    values = parseArgs({
-      args,
-      options: {
-        model: { type: "string" },
-        config: { type: "string" },
-        layer: { type: "string" },
-        k: { type: "string" },
-        "max-drop": { type: "string" },
-        plan: { type: "string" },
-        criterion: { type: "string", default: "mean" },
-        seed: { type: "string" },
-        "taylor-images": { type: "string" },
-        out: { type: "string", default: "out/prune" },
-        "finetune-epochs": { type: "string" },
-        "finetune-lr": { type: "string" },
-        "train-limit": { type: "string" },
-        data: { type: "string" },
-        backend: { type: "string", default: "auto" },
-        limit: { type: "string" },
-        batch: { type: "string" },
-        "latency-runs": { type: "string" },
-        scale: { type: "string" },
-        mean: { type: "string" },
-        std: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    throw new UserError(`${(e as Error).message}. See 'deno task prune --help'.`);
-  }
+  const values = parseFlags(args, {
+    model: { type: "string" },
+    config: { type: "string" },
+    layer: { type: "string" },
+    k: { type: "string" },
+    "max-drop": { type: "string" },
+    plan: { type: "string" },
+    criterion: { type: "string", default: "mean" },
+    seed: { type: "string" },
+    "taylor-images": { type: "string" },
+    out: { type: "string", default: "out/prune" },
+    "finetune-epochs": { type: "string" },
+    "finetune-lr": { type: "string" },
+    "train-limit": { type: "string" },
+    data: { type: "string" },
+    backend: { type: "string", default: "auto" },
+    limit: { type: "string" },
+    batch: { type: "string" },
+    "latency-runs": { type: "string" },
+    scale: { type: "string" },
+    mean: { type: "string" },
+    std: { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
+  }, "prune");
   if (values.help) {
     console.log(HELP);
     return;
@@ -474,15 +445,7 @@ export async function run(args: string[]): Promise<void> {
   const limit = positiveInt("limit", values.limit, Infinity);
   const batch = positiveInt("batch", values.batch, 256);
   const latencyRuns = positiveInt("latency-runs", values["latency-runs"], 5, true);
-  const flags: Partial<Preprocessing> = {};
-  if (values.scale !== undefined) {
-    flags.scale = Number(values.scale);
-    if (!Number.isFinite(flags.scale)) {
-      throw new UserError(`--scale must be a number, got '${values.scale}'.`);
-    }
-  }
-  if (values.mean !== undefined) flags.mean = triple("mean", values.mean);
-  if (values.std !== undefined) flags.std = triple("std", values.std);
+  const flags = parsePreprocessing(values);
   const out = values.out!;
 
   const timings: Record<string, number> = {};

@@ -7,10 +7,10 @@
  * Flow: args -> data -> model -> layers (coupled ones refused) -> per layer: split, prefix pass,
  * ranking, masked suffix evaluations -> writers (Distiller CSV, NNI CSV, JSON, Li et al. chart).
  */
-import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { type BackendName, setupBackend } from "../backend.ts";
 import { UserError } from "../errors.ts";
+import { parseFlags, parsePreprocessing, positiveInt } from "../cli/args.ts";
 import { loadTestSet, loadTrainSet } from "../data/cifar10.ts";
 import { resolveDataDir } from "../data/fetch.ts";
 import { loadModel } from "../model/load.ts";
@@ -28,7 +28,7 @@ import {
   plannedWork,
 } from "../prune/sensitivity.ts";
 import { largestKWithin } from "../prune/summary.ts";
-import type { Dataset, Preprocessing } from "../types.ts";
+import type { Dataset } from "../types.ts";
 import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
 import { distillerTable, nniTable } from "../report/sensitivity_tables.ts";
 import { sensitivityChart } from "../viz/charts.ts";
@@ -70,23 +70,6 @@ Writes to --out: sensitivity.csv (Distiller: parameter, sparsity, top1 %, top5 %
 sensitivity_nni.csv (NNI: a row per layer, a column per sparsity, top-1 as a fraction),
 sensitivity.json (every point, ranking, dead channels, skipped layers, timings),
 sensitivity.svg and sensitivity.png (one line per layer, Li et al. 2017 Fig. 2 style).`;
-
-function positiveInt(name: string, v: string | undefined, fallback: number): number {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) {
-    throw new UserError(`--${name} must be a positive integer, got '${v}'.`);
-  }
-  return n;
-}
-
-function triple(name: string, v: string): [number, number, number] {
-  const parts = v.split(",").map(Number);
-  if (parts.length !== 3 || parts.some((x) => !Number.isFinite(x))) {
-    throw new UserError(`--${name} needs three numbers R,G,B, got '${v}'.`);
-  }
-  return parts as [number, number, number];
-}
 
 /**
  * Parse `--fractions`: "0,0.1,0.5", "0:1:0.05" (start:stop:step, stop included) or a mix; every
@@ -158,37 +141,27 @@ function chooseLayers(
 
 /** Run the sensitivity command. */
 export async function run(args: string[]): Promise<void> {
-  let values;
-  try {
-    values = parseArgs({
-      args,
-      options: {
-        model: { type: "string" },
-        config: { type: "string" },
-        data: { type: "string" },
-        layers: { type: "string", default: "all" },
-        fractions: { type: "string" },
-        step: { type: "string" },
-        criterion: { type: "string", default: "mean" },
-        seed: { type: "string" },
-        "taylor-images": { type: "string" },
-        out: { type: "string", default: "out/sensitivity" },
-        backend: { type: "string", default: "auto" },
-        workers: { type: "string" },
-        batch: { type: "string" },
-        limit: { type: "string" },
-        "max-cache": { type: "string" },
-        scale: { type: "string" },
-        mean: { type: "string" },
-        std: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    throw new UserError(`${(e as Error).message}. See 'deno task sensitivity --help'.`);
-  }
+  const values = parseFlags(args, {
+    model: { type: "string" },
+    config: { type: "string" },
+    data: { type: "string" },
+    layers: { type: "string", default: "all" },
+    fractions: { type: "string" },
+    step: { type: "string" },
+    criterion: { type: "string", default: "mean" },
+    seed: { type: "string" },
+    "taylor-images": { type: "string" },
+    out: { type: "string", default: "out/sensitivity" },
+    backend: { type: "string", default: "auto" },
+    workers: { type: "string" },
+    batch: { type: "string" },
+    limit: { type: "string" },
+    "max-cache": { type: "string" },
+    scale: { type: "string" },
+    mean: { type: "string" },
+    std: { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
+  }, "sensitivity");
   if (values.help) {
     console.log(HELP);
     return;
@@ -213,15 +186,7 @@ export async function run(args: string[]): Promise<void> {
     : DEFAULT_FRACTIONS;
   const step = values.step === undefined ? undefined : positiveInt("step", values.step, 1);
   const criterion = criterionByName(values.criterion!);
-  const flags: Partial<Preprocessing> = {};
-  if (values.scale !== undefined) {
-    flags.scale = Number(values.scale);
-    if (!Number.isFinite(flags.scale)) {
-      throw new UserError(`--scale must be a number, got '${values.scale}'.`);
-    }
-  }
-  if (values.mean !== undefined) flags.mean = triple("mean", values.mean);
-  if (values.std !== undefined) flags.std = triple("std", values.std);
+  const flags = parsePreprocessing(values);
 
   let t0 = performance.now();
   const backend = await setupBackend(values.backend as BackendName);

@@ -6,11 +6,11 @@
  * Flow: args -> data -> model -> layer -> split -> prefix pass (LayerOutputs) -> ranking
  * -> sweep (fast engine or --naive) -> writers. Everything is validated before the first write.
  */
-import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type BackendName, setupBackend } from "../backend.ts";
 import { UserError } from "../errors.ts";
+import { parseFlags, parsePreprocessing, positiveInt } from "../cli/args.ts";
 import { loadTestSet, loadTrainSet } from "../data/cifar10.ts";
 import { resolveDataDir } from "../data/fetch.ts";
 import { loadModel } from "../model/load.ts";
@@ -27,7 +27,7 @@ import { sweepFast } from "../prune/sweep.ts";
 import { SweepPool } from "../prune/parallel.ts";
 import { sweepNaive } from "../prune/naive.ts";
 import { largestKWithin, SUMMARY_BANDS } from "../prune/summary.ts";
-import type { Preprocessing, SweepResult } from "../types.ts";
+import type { SweepResult } from "../types.ts";
 import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
 import { writeFileAtomic } from "../report/atomic.ts";
 import { accuracyChart } from "../viz/charts.ts";
@@ -71,15 +71,6 @@ sweep.json, accuracy.svg, accuracy.png; and per criterion sweep_<criterion>.csv.
 sweep.csv holds k and one accuracy column per criterion (several seeds: _mean, _min, _max columns),
 ranking.csv the first criterion's ranking and ranking_<criterion>.csv the others'.`;
 
-/** Parse "a,b,c" into three numbers. */
-function triple(name: string, v: string): [number, number, number] {
-  const parts = v.split(",").map(Number);
-  if (parts.length !== 3 || parts.some((x) => !Number.isFinite(x))) {
-    throw new UserError(`--${name} needs three numbers R,G,B, got '${v}'.`);
-  }
-  return parts as [number, number, number];
-}
-
 /** Parse a K list: "0,8,16", "0:64:8" (start:stop:step, stop included) or a mix. */
 export function parseKList(v: string): number[] {
   const ks: number[] = [];
@@ -96,48 +87,29 @@ export function parseKList(v: string): number[] {
   return ks;
 }
 
-function positiveInt(name: string, v: string | undefined, fallback: number): number {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) {
-    throw new UserError(`--${name} must be a positive integer, got '${v}'.`);
-  }
-  return n;
-}
-
 /** Run the sweep command. */
 export async function run(args: string[]): Promise<void> {
-  let values;
-  try {
-    values = parseArgs({
-      args,
-      options: {
-        model: { type: "string" },
-        config: { type: "string" },
-        data: { type: "string" },
-        layer: { type: "string" },
-        out: { type: "string", default: "out/sweep" },
-        backend: { type: "string", default: "auto" },
-        batch: { type: "string" },
-        limit: { type: "string" },
-        naive: { type: "boolean", default: false },
-        workers: { type: "string" },
-        k: { type: "string" },
-        criterion: { type: "string", default: "mean" },
-        seeds: { type: "string" },
-        "taylor-images": { type: "string" },
-        scale: { type: "string" },
-        mean: { type: "string" },
-        std: { type: "string" },
-        "shared-scale": { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    throw new UserError(`${(e as Error).message}. See 'deno task sweep --help'.`);
-  }
+  const values = parseFlags(args, {
+    model: { type: "string" },
+    config: { type: "string" },
+    data: { type: "string" },
+    layer: { type: "string" },
+    out: { type: "string", default: "out/sweep" },
+    backend: { type: "string", default: "auto" },
+    batch: { type: "string" },
+    limit: { type: "string" },
+    naive: { type: "boolean", default: false },
+    workers: { type: "string" },
+    k: { type: "string" },
+    criterion: { type: "string", default: "mean" },
+    seeds: { type: "string" },
+    "taylor-images": { type: "string" },
+    scale: { type: "string" },
+    mean: { type: "string" },
+    std: { type: "string" },
+    "shared-scale": { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  }, "sweep");
   if (values.help) {
     console.log(HELP);
     return;
@@ -147,15 +119,7 @@ export async function run(args: string[]): Promise<void> {
   const batch = positiveInt("batch", values.batch, 256);
   const workers = positiveInt("workers", values.workers, 1);
   const limit = positiveInt("limit", values.limit, Infinity);
-  const flags: Partial<Preprocessing> = {};
-  if (values.scale !== undefined) {
-    flags.scale = Number(values.scale);
-    if (!Number.isFinite(flags.scale)) {
-      throw new UserError(`--scale must be a number, got '${values.scale}'.`);
-    }
-  }
-  if (values.mean !== undefined) flags.mean = triple("mean", values.mean);
-  if (values.std !== undefined) flags.std = triple("std", values.std);
+  const flags = parsePreprocessing(values);
   const kValues = values.k === undefined ? undefined : parseKList(values.k);
   const criteria = parseCriteria(values.criterion!);
   const seeds = positiveInt("seeds", values.seeds, 5);

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, setupBackend } from "../backend.ts";
 import { UserError } from "../errors.ts";
+import { positiveInt, positiveNumber } from "../cli/args.ts";
 import { CLASS_NAMES, loadTestSet, loadTrainSet } from "../data/cifar10.ts";
 import { resolveDataDir } from "../data/fetch.ts";
 import { fileSaver } from "../model/tfjs_io.ts";
@@ -81,30 +82,22 @@ export async function run(args: string[]): Promise<void> {
     console.log(HELP);
     return;
   }
-  const num = (name: string, v: string | undefined, fallback: number, integer = false) => {
-    if (v === undefined) return fallback;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
-      throw new UserError(`--${name} must be a positive ${integer ? "integer" : "number"}, got '${v}'.`);
-    }
-    return n;
-  };
   const dropout = parseDropout(values.dropout);
   const recipe: TrainRecipe = {
     ...DEFAULT_RECIPE,
     blockDropout: dropout?.[0] ?? DEFAULT_RECIPE.blockDropout,
     denseDropout: dropout?.[1] ?? DEFAULT_RECIPE.denseDropout,
-    width: num("width", values.width, DEFAULT_RECIPE.width),
-    epochs: num("epochs", values.epochs, DEFAULT_RECIPE.epochs, true),
-    batch: num("batch", values.batch, DEFAULT_RECIPE.batch, true),
-    peakLr: num("lr", values.lr, DEFAULT_RECIPE.peakLr),
-    seed: num("seed", values.seed, DEFAULT_RECIPE.seed, true),
-    valSize: num("val-size", values["val-size"], DEFAULT_RECIPE.valSize, true),
+    width: positiveNumber("width", values.width, DEFAULT_RECIPE.width),
+    epochs: positiveInt("epochs", values.epochs, DEFAULT_RECIPE.epochs),
+    batch: positiveInt("batch", values.batch, DEFAULT_RECIPE.batch),
+    peakLr: positiveNumber("lr", values.lr, DEFAULT_RECIPE.peakLr),
+    seed: positiveInt("seed", values.seed, DEFAULT_RECIPE.seed),
+    valSize: positiveInt("val-size", values["val-size"], DEFAULT_RECIPE.valSize),
   };
   if (values.extend !== undefined && !values.resume) {
     throw new UserError("--extend continues a finished run: use it with --resume (and the run's --out).");
   }
-  const limit = values.limit === undefined ? Infinity : num("limit", values.limit, 0, true);
+  const limit = positiveInt("limit", values.limit, Infinity);
   const out = values.out!;
   const backend = await setupBackend(values.backend as BackendName);
   const dataDir = await resolveDataDir({ data: values.data, fetch: true });
@@ -126,7 +119,7 @@ export async function run(args: string[]): Promise<void> {
     data,
     outDir: out,
     resume: values.resume!,
-    extend: values.extend === undefined ? undefined : { epochs: num("extend", values.extend, 1, true) },
+    extend: values.extend === undefined ? undefined : { epochs: positiveInt("extend", values.extend, 1) },
     hooks: {
       onStep(epoch, step, steps, loss, acc) {
         if (step === 1) bar = new Progress({ label: `epoch ${epoch + 1}`, total: steps, unit: "steps" });

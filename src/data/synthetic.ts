@@ -5,6 +5,7 @@
  * seeded noise, so a tiny CNN separates them in a few steps. Same `(count, seed)`, same bytes.
  */
 import { CLASS_NAMES, RECORD_BYTES, TEST_FILE, TRAIN_FILES } from "./cifar10.ts";
+import { mulberry32 } from "../train/random.ts";
 
 const SIDE = 32;
 const PLANE = SIDE * SIDE;
@@ -31,18 +32,6 @@ export function squareCorner(label: number): [number, number] {
   return [row, col];
 }
 
-/** mulberry32: a small, fast, seeded PRNG giving floats in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function clampByte(v: number): number {
   return v < 0 ? 0 : v > 255 ? 255 : Math.round(v);
 }
@@ -61,7 +50,7 @@ export function syntheticCifar(count: number, seed: number): Uint8Array {
   if (!Number.isInteger(count) || count < 0) {
     throw new RangeError(`count must be a whole number >= 0, got ${count}`);
   }
-  const rand = seededRandom(seed);
+  const rand = mulberry32(seed);
   const labels = Array.from({ length: count }, (_, i) => i % 10);
   for (let i = count - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));

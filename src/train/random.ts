@@ -1,4 +1,8 @@
-/** A small seeded PRNG (mulberry32), so shuffles and augmentation replay exactly on --resume. */
+/**
+ * The one seeded PRNG of the code base (mulberry32) and a permutation drawn from it: shuffles and
+ * augmentation replay exactly on --resume, and the synthetic data, the random criterion and the
+ * fixture weights are the same on every run.
+ */
 
 /** A function returning uniform floats in [0, 1), determined by `seed`. */
 export function mulberry32(seed: number): () => number {

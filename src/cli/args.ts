@@ -1,0 +1,122 @@
+/**
+ * Command-line helpers shared by the commands (src/commands/*.ts) and scripts/bench.ts: strict
+ * flag parsing, positive numbers, R,G,B triples and the --scale / --mean / --std preprocessing
+ * flags. Every bad value is a one-line `UserError` that names the flag.
+ */
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+import { UserError } from "../errors.ts";
+import type { Preprocessing } from "../types.ts";
+
+/**
+ * Parse `args` against `options` with node:util's `parseArgs` (strict, no positional arguments)
+ * and return the values. A parse error (an unknown flag, a missing value) becomes a `UserError`:
+ * parseArgs's message, then "`hint` 'deno task `task` --help'." (`hint` "See", or "Run" where a
+ * command says so).
+ *
+ * @example
+ * ```ts
+ * const values = parseFlags(args, { out: { type: "string", default: "out/sweep" } }, "sweep");
+ * // parseFlags(["--nope"], {}, "sweep") throws
+ * // UserError("Unknown option '--nope'. ... See 'deno task sweep --help'.")
+ * ```
+ */
+export function parseFlags<O extends ParseArgsOptionsConfig>(
+  args: string[],
+  options: O,
+  task: string,
+  hint: "See" | "Run" = "See",
+) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+  } catch (e) {
+    throw new UserError(`${(e as Error).message}. ${hint} 'deno task ${task} --help'.`);
+  }
+}
+
+/**
+ * The integer value of flag `--name`, or `fallback` when the flag is absent (`value` undefined).
+ * Anything but a positive integer (or, with `allowZero`, a non-negative one) is a `UserError`.
+ *
+ * @example
+ * ```ts
+ * positiveInt("batch", undefined, 256); // 256
+ * positiveInt("batch", "64", 256); // 64
+ * positiveInt("k", "0", 0, true); // 0
+ * positiveInt("batch", "0", 256); // throws UserError("--batch must be a positive integer, got '0'.")
+ * ```
+ */
+export function positiveInt(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  allowZero = false,
+): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || (n === 0 && !allowZero)) {
+    throw new UserError(
+      `--${name} must be a ${allowZero ? "non-negative" : "positive"} integer, got '${value}'.`,
+    );
+  }
+  return n;
+}
+
+/**
+ * The value of flag `--name` as a finite number > 0, or `fallback` when the flag is absent.
+ *
+ * @example
+ * ```ts
+ * positiveNumber("width", "0.25", 1); // 0.25
+ * positiveNumber("lr", "-1", 0.1); // throws UserError("--lr must be a positive number, got '-1'.")
+ * ```
+ */
+export function positiveNumber(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) {
+    throw new UserError(`--${name} must be a positive number, got '${value}'.`);
+  }
+  return n;
+}
+
+/**
+ * Parse the value "R,G,B" of flag `--name` into three finite numbers.
+ *
+ * @example
+ * ```ts
+ * triple("mean", "0.49,0.48,0.45"); // [0.49, 0.48, 0.45]
+ * triple("std", "1,1"); // throws UserError("--std needs three numbers R,G,B, got '1,1'.")
+ * ```
+ */
+export function triple(name: string, value: string): [number, number, number] {
+  const parts = value.split(",").map(Number);
+  if (parts.length !== 3 || parts.some((x) => !Number.isFinite(x))) {
+    throw new UserError(`--${name} needs three numbers R,G,B, got '${value}'.`);
+  }
+  return parts as [number, number, number];
+}
+
+/**
+ * The preprocessing given with --scale X, --mean R,G,B and --std R,G,B (only the flags present),
+ * for a model whose metadata has none. (`convert` reads these flags its own, looser way.)
+ *
+ * @example
+ * ```ts
+ * parsePreprocessing({ scale: "0.5", std: "2,2,2" }); // { scale: 0.5, std: [2, 2, 2] }
+ * parsePreprocessing({}); // {}
+ * ```
+ */
+export function parsePreprocessing(
+  values: { scale?: string; mean?: string; std?: string },
+): Partial<Preprocessing> {
+  const flags: Partial<Preprocessing> = {};
+  if (values.scale !== undefined) {
+    flags.scale = Number(values.scale);
+    if (!Number.isFinite(flags.scale)) {
+      throw new UserError(`--scale must be a number, got '${values.scale}'.`);
+    }
+  }
+  if (values.mean !== undefined) flags.mean = triple("mean", values.mean);
+  if (values.std !== undefined) flags.std = triple("std", values.std);
+  return flags;
+}
