@@ -189,3 +189,19 @@ Deno.test("--dropout B,D: two rates in [0, 1) reach the model's dropout layers; 
   assert.deepEqual(rates, [0.05, 0.05, 0.05, 0.05, 0.05, 0.15, 0.15, 0.15]);
   model.dispose();
 });
+
+Deno.test("train: an unknown flag or a bad number is one UserError naming it, before any work", async () => {
+  const { run } = await import("../src/commands/train.ts");
+  const { UserError } = await import("../src/errors.ts");
+  for (
+    const [args, text] of [[["--bogus"], "--bogus"], [["--epochs", "0"], "--epochs"], [
+      ["--dropout", "0.5"],
+      "--dropout",
+    ]]
+  ) {
+    await assert.rejects(
+      run(args as string[]),
+      (e: unknown) => e instanceof UserError && e.message.includes(text as string),
+    );
+  }
+});

@@ -3,12 +3,11 @@
  * and save a TF.js LayersModel whose metadata records preprocessing, class names, the recipe and
  * the measured test accuracy, plus the per-epoch log and the training-curve chart.
  */
-import { parseArgs } from "node:util";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, setupBackend } from "../backend.ts";
 import { UserError } from "../errors.ts";
-import { positiveInt, positiveNumber } from "../cli/args.ts";
+import { parseFlags, positiveInt, positiveNumber } from "../cli/args.ts";
 import { CLASS_NAMES, loadTestSet, loadTrainSet } from "../data/cifar10.ts";
 import { resolveDataDir } from "../data/fetch.ts";
 import { fileSaver } from "../model/tfjs_io.ts";
@@ -58,26 +57,22 @@ export function parseDropout(v: string | undefined): [number, number] | undefine
 
 /** Run the train command. */
 export async function run(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      data: { type: "string" },
-      width: { type: "string" },
-      epochs: { type: "string" },
-      batch: { type: "string" },
-      lr: { type: "string" },
-      seed: { type: "string" },
-      "val-size": { type: "string" },
-      limit: { type: "string" },
-      dropout: { type: "string" },
-      out: { type: "string", default: "out/train" },
-      resume: { type: "boolean", default: false },
-      extend: { type: "string" },
-      backend: { type: "string", default: "auto" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-    strict: true,
-  });
+  const values = parseFlags(args, {
+    data: { type: "string" },
+    width: { type: "string" },
+    epochs: { type: "string" },
+    batch: { type: "string" },
+    lr: { type: "string" },
+    seed: { type: "string" },
+    "val-size": { type: "string" },
+    limit: { type: "string" },
+    dropout: { type: "string" },
+    out: { type: "string", default: "out/train" },
+    resume: { type: "boolean", default: false },
+    extend: { type: "string" },
+    backend: { type: "string", default: "auto" },
+    help: { type: "boolean", short: "h", default: false },
+  }, "train");
   if (values.help) {
     console.log(HELP);
     return;
