@@ -190,6 +190,9 @@ export async function run(args: string[]): Promise<void> {
 
   let t0 = performance.now();
   const backend = await setupBackend(values.backend as BackendName);
+  if (workers > 1 && backend === "webgpu") {
+    throw new UserError("--workers runs on cpu or wasm only; with --backend webgpu use --workers 1.");
+  }
   const modelPath = values.model ?? DEFAULT_MODEL;
   const loaded = await loadModel(modelPath, { preprocessing: flags, config: values.config });
   const model = loaded.model;
@@ -222,9 +225,6 @@ export async function run(args: string[]): Promise<void> {
   const bar = new Progress({ label: "sensitivity", total, unit: "img" });
   let done = 0;
   let results: LayerSensitivityResult[] = [];
-  if (workers > 1 && backend === "webgpu") {
-    throw new UserError("--workers runs on cpu or wasm only; with --backend webgpu use --workers 1.");
-  }
   if (workers > 1) {
     const running = new Set<string>();
     results = await sensitivityOnWorkers(model, layers, test, prep, {
@@ -242,22 +242,23 @@ export async function run(args: string[]): Promise<void> {
       onLayerDone: (name) => running.delete(name),
       onWork: (n) => bar.set(done += n, [...running].join(", ")),
     });
-  }
-  for (const [i, layer] of (workers > 1 ? [] : layers).entries()) {
-    const info = `${layer.name} (${i + 1}/${layers.length})`;
-    bar.set(done, info);
-    results.push(
-      await layerSensitivity(model, layer, test, prep, {
-        criterion,
-        seed,
-        kValues: ksOf(layer),
-        outputKind: kind,
-        maxCacheBytes,
-        batch,
-        gradientImages,
-        onWork: (n) => bar.set(done += n, info),
-      }),
-    );
+  } else {
+    for (const [i, layer] of layers.entries()) {
+      const info = `${layer.name} (${i + 1}/${layers.length})`;
+      bar.set(done, info);
+      results.push(
+        await layerSensitivity(model, layer, test, prep, {
+          criterion,
+          seed,
+          kValues: ksOf(layer),
+          outputKind: kind,
+          maxCacheBytes,
+          batch,
+          gradientImages,
+          onWork: (n) => bar.set(done += n, info),
+        }),
+      );
+    }
   }
   bar.done();
   clock("analysis", t0);

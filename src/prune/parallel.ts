@@ -21,6 +21,7 @@ import { DEFAULT_MAX_OUTPUT_BYTES, type LayerOutputs } from "./activations.ts";
 import { resolveKValues, sweepPoint } from "./sweep.ts";
 import { changeCounts } from "./sweep_incremental.ts";
 import type { SweepShare, WorkerRequest } from "./sweep_worker.ts";
+import type { WorkerReply } from "./worker_protocol.ts";
 
 /** How the sweep's work is shared: by images or by K values. */
 export type SweepSplit = "images" | "k";
@@ -99,12 +100,6 @@ interface Pending {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** The replies every pool worker sends: a result, progress, or an error. */
-type PoolReply =
-  | { id: number; type: "result"; value: unknown; tfPeakBytes: number }
-  | { id: number; type: "progress"; done: number; total: number }
-  | { id: number; type: "error"; message: string; userError: boolean };
-
 /**
  * One Deno worker (by default the sweep worker) and its outstanding requests: each request is
  * answered by one result or error message with its `id`, progress messages in between.
@@ -117,7 +112,7 @@ export class PoolWorker<Request extends { id: number } = WorkerRequest> {
 
   constructor(url: URL = new URL("./sweep_worker.ts", import.meta.url)) {
     this.worker = new Worker(url.href, { type: "module" });
-    this.worker.onmessage = (e: MessageEvent<PoolReply>) => {
+    this.worker.onmessage = (e: MessageEvent<WorkerReply>) => {
       const reply = e.data;
       const p = this.pending.get(reply.id);
       if (!p) return;

@@ -14,13 +14,13 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, setupBackend } from "../backend.ts";
-import { UserError } from "../errors.ts";
 import { loadTrainSet } from "../data/cifar10.ts";
 import { pickLayer } from "../model/layers.ts";
 import type { Dataset, Preprocessing } from "../types.ts";
 import type { OutputKind } from "./class_scores.ts";
 import { criterionByName } from "./rankings.ts";
 import { layerSensitivity } from "./sensitivity.ts";
+import { postProgress, serveRequests } from "./worker_protocol.ts";
 
 /** A request to a sensitivity worker. */
 export type SensitivityRequest =
@@ -53,7 +53,6 @@ let state: {
   outputKind: OutputKind;
   gradientImages: () => Promise<Dataset>;
 } | null = null;
-let tfPeakBytes = 0;
 
 async function handle(msg: SensitivityRequest): Promise<unknown> {
   if (msg.type === "init") {
@@ -79,26 +78,8 @@ async function handle(msg: SensitivityRequest): Promise<unknown> {
     maxCacheBytes: msg.maxCacheBytes,
     batch: msg.batch,
     gradientImages: state.gradientImages,
-    onWork: (n) => {
-      done += n;
-      tfPeakBytes = Math.max(tfPeakBytes, tf.memory().numBytes);
-      self.postMessage({ id: msg.id, type: "progress", done, total: 0 });
-    },
+    onWork: (n) => postProgress(msg.id, done += n, 0),
   });
 }
 
-self.onmessage = async (e: MessageEvent<SensitivityRequest>) => {
-  const msg = e.data;
-  try {
-    const value = await handle(msg);
-    self.postMessage({ id: msg.id, type: "result", value, tfPeakBytes });
-  } catch (err) {
-    const error = err as Error;
-    self.postMessage({
-      id: msg.id,
-      type: "error",
-      message: error instanceof UserError ? error.message : `${error.message}\n${error.stack ?? ""}`,
-      userError: error instanceof UserError,
-    });
-  }
-};
+serveRequests(handle);

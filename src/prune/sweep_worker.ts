@@ -22,6 +22,7 @@ import type { Preprocessing } from "../types.ts";
 import { computeLayerOutputs, type LayerOutputs } from "./activations.ts";
 import { linearRows, planLinearHead } from "./linear_head.ts";
 import { sweepIncremental } from "./sweep_incremental.ts";
+import { postProgress, serveRequests } from "./worker_protocol.ts";
 
 /** A request to a worker. */
 export type WorkerRequest =
@@ -44,20 +45,9 @@ export interface SweepShare {
   rows: number;
 }
 
-/** A worker's answer: a result, progress (`done` of `total` units), or an error. */
-export type WorkerReply =
-  | { id: number; type: "result"; value: unknown; tfPeakBytes: number }
-  | { id: number; type: "progress"; done: number; total: number }
-  | { id: number; type: "error"; message: string; userError: boolean };
-
 let model: tf.LayersModel | null = null;
 let split: SplitModel | null = null;
 let kept: LayerOutputs | null = null;
-let tfPeakBytes = 0;
-
-function sampleMemory(): void {
-  tfPeakBytes = Math.max(tfPeakBytes, tf.memory().numBytes);
-}
 
 async function handle(msg: WorkerRequest): Promise<unknown> {
   if (msg.type === "init") {
@@ -72,10 +62,7 @@ async function handle(msg: WorkerRequest): Promise<unknown> {
     kept = await computeLayerOutputs(split, ds, msg.prep, {
       batch: msg.batch,
       maxBytes: Infinity,
-      onProgress: (done) => {
-        sampleMemory();
-        self.postMessage({ id: msg.id, type: "progress", done, total: msg.count } satisfies WorkerReply);
-      },
+      onProgress: (done) => postProgress(msg.id, done, msg.count),
     });
     return kept;
   }
@@ -100,28 +87,10 @@ async function handle(msg: WorkerRequest): Promise<unknown> {
     memoryBudgetBytes: msg.memoryBudgetBytes,
     onWork: (done, total) => {
       rowsRun = done;
-      sampleMemory();
-      self.postMessage({ id: msg.id, type: "progress", done, total } satisfies WorkerReply);
+      postProgress(msg.id, done, total);
     },
   });
   return { correct: points.map((p) => p.correct), rows: rowsRun } satisfies SweepShare;
 }
 
-self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
-  const msg = e.data;
-  try {
-    const value = await handle(msg);
-    sampleMemory();
-    self.postMessage({ id: msg.id, type: "result", value, tfPeakBytes } satisfies WorkerReply);
-  } catch (err) {
-    const error = err as Error;
-    self.postMessage(
-      {
-        id: msg.id,
-        type: "error",
-        message: error instanceof UserError ? error.message : `${error.message}\n${error.stack ?? ""}`,
-        userError: error instanceof UserError,
-      } satisfies WorkerReply,
-    );
-  }
-};
+serveRequests(handle);
