@@ -38,7 +38,7 @@ import { UserError } from "../src/errors.ts";
 import { parseFlags, positiveInt, positiveNumber } from "../src/cli/args.ts";
 import { loadTestSet, sliceDataset } from "../src/data/cifar10.ts";
 import { loadModel } from "../src/model/load.ts";
-import { pickLayer } from "../src/model/layers.ts";
+import { type LayerRef, pickLayer } from "../src/model/layers.ts";
 import { type SplitModel, splitModelAsync } from "../src/model/split.ts";
 import { buildVgg } from "../src/model/vgg.ts";
 import { computeLayerOutputs, type LayerOutputs } from "../src/prune/activations.ts";
@@ -71,6 +71,8 @@ Options:
   --workers N       worker threads; 1 runs in this process             (default 1)
   --split S         images | k: how workers share the sweep            (default images)
   --algebra         update the first Dense layer per K instead of recomputing it (not bit-exact)
+  --plain-tail      with --algebra: run the Dense layers after the first with TF.js, not with
+                    the sparse kernel (src/kernels/sparse_dense.ts; on wasm and cpu by default)
   --k-subset LIST   K values for the naive method, e.g. 0,32,64 or 0:128:32 (default 5 spread over 0..C)
   --naive-images N  images the naive method runs on (default: case c all, case b 200)
   --verify          also run the single-process sweepFast and compare every count
@@ -87,6 +89,7 @@ interface Options {
   workers: number;
   split: SweepSplit;
   algebra: boolean;
+  plainTail: boolean;
   kSubset?: number[];
   naiveImages?: number;
   verify: boolean;
@@ -118,6 +121,7 @@ function parseOptions(args: string[]): Options | null {
     workers: { type: "string" },
     split: { type: "string", default: "images" },
     algebra: { type: "boolean", default: false },
+    "plain-tail": { type: "boolean", default: false },
     "k-subset": { type: "string" },
     "naive-images": { type: "string" },
     verify: { type: "boolean", default: false },
@@ -143,6 +147,7 @@ function parseOptions(args: string[]): Options | null {
     workers: positiveInt("workers", values.workers, 1),
     split: values.split,
     algebra: values.algebra!,
+    plainTail: values["plain-tail"]!,
     kSubset: values["k-subset"] === undefined ? undefined : parseKs(values["k-subset"]),
     naiveImages: values["naive-images"] === undefined
       ? undefined
@@ -290,6 +295,7 @@ async function fastRun(
       if (pool) {
         return await pool.sweep(outputs, test.labels, ranking, {
           algebra: opts.algebra,
+          sparseTail: opts.plainTail ? false : undefined,
           split: opts.split,
           memoryBudgetBytes: opts.budget,
           onProgress: (k) => sweepBar.set(k),
@@ -301,7 +307,9 @@ async function fastRun(
         if ("reason" in plan) {
           throw new UserError(`--algebra does not apply after ${layer.name}: ${plan.reason}.`);
         }
-        rows = linearRows(plan.head, split.activationOfZero);
+        rows = linearRows(plan.head, split.activationOfZero, {
+          sparseTail: opts.plainTail ? false : undefined,
+        });
       }
       return await sweepIncremental(split, outputs, test.labels, ranking, {
         rows,
@@ -331,7 +339,11 @@ async function fastRun(
       backend,
       workers: opts.workers,
       split: opts.workers > 1 ? opts.split : null,
-      engine: opts.algebra ? "change-only + dense algebra" : "change-only (exact)",
+      engine: opts.algebra
+        ? `change-only + dense algebra${
+          (await usesSparseTail(loaded.model, layer, opts, backend)) ? " + sparse dense tail" : ""
+        }`
+        : "change-only (exact)",
       seconds: clock.wall,
       cpuSeconds: clock.cpu,
       rows: { evaluated: rowsRun, inputChanged: changed, plain: test.count * ks.length },
@@ -355,6 +367,13 @@ async function fastRun(
     pool?.close();
     memory.stop();
   }
+}
+
+/** Whether the run's algebra scored with the sparse dense tail (linearRows' default). */
+async function usesSparseTail(model: tf.LayersModel, layer: LayerRef, opts: Options, backend: string) {
+  if (!opts.algebra || opts.plainTail || backend === "webgpu") return false;
+  const plan = await planLinearHead(model, layer);
+  return "head" in plan && plan.head.denseTail !== null;
 }
 
 /** Compare the run's counts with the single-process sweepFast; with the algebra, also count differing predictions. */
@@ -389,7 +408,9 @@ async function verify(
     const plan = await planLinearHead(model, split.layer);
     if ("head" in plan) {
       await sweepIncremental(split, outputs, labels, ranking, {
-        rows: linearRows(plan.head, split.activationOfZero),
+        rows: linearRows(plan.head, split.activationOfZero, {
+          sparseTail: opts.plainTail ? false : undefined,
+        }),
         onRows: record(algebra),
       });
     }

@@ -25,6 +25,7 @@ import type { LayerRef } from "../model/layers.ts";
 import { type SplitModel, splitModelAsync } from "../model/split.ts";
 import type { LayerOutputs } from "./activations.ts";
 import type { RowSource } from "./sweep_incremental.ts";
+import { type DenseSpec, SparseDenseChain, sparseDenseSupported } from "../kernels/sparse_dense.ts";
 
 /** The per-channel layers after a conv layer and the Dense layer they lead to. */
 export interface LinearHead {
@@ -39,6 +40,11 @@ export interface LinearHead {
   units: number;
   /** The network after the Dense layer's output, or null when the Dense layer is the model's output. */
   rest: SplitModel | null;
+  /**
+   * When the Dense layer is relu: the relu Dense layers that follow it (Dropout between them is
+   * a no-op at inference) and the network after the last of them, for `SparseDenseChain`; else null.
+   */
+  denseTail: { layers: tf.layers.Layer[]; rest: SplitModel | null } | null;
 }
 
 /** Layers that map each channel to the same channel, position by position or pooled. */
@@ -79,6 +85,50 @@ function outbound(layer: tf.layers.Layer): GraphNode[] {
 
 function inbound(layer: tf.layers.Layer): GraphNode[] {
   return (layer as unknown as { inboundNodes: GraphNode[] }).inboundNodes;
+}
+
+/** The layer's only successor, when it has exactly one and takes only this layer's output. */
+function onlyNext(layer: tf.layers.Layer): tf.layers.Layer | null {
+  const next = outbound(layer);
+  if (next.length !== 1) return null;
+  const ins = inbound(next[0].outboundLayer);
+  return ins.length === 1 && ins[0].inboundLayers.length === 1 ? next[0].outboundLayer : null;
+}
+
+const activationOf = (layer: tf.layers.Layer) =>
+  (layer.getConfig() as { activation?: string }).activation ?? "linear";
+
+/** Cut `model` after Dense layer `dense`; null when it is the model's output. */
+function restAfter(model: tf.LayersModel, dense: tf.layers.Layer): Promise<SplitModel> | null {
+  const output = (model.outputs[0] as unknown as { sourceLayer: tf.layers.Layer }).sourceLayer;
+  if (output === dense) return null;
+  const units = (dense.getConfig() as { units: number }).units;
+  return splitModelAsync(model, {
+    name: dense.name,
+    index: model.layers.indexOf(dense),
+    className: "Dense",
+    channels: units,
+    outputShape: [units],
+    activation: activationOf(dense),
+  });
+}
+
+/** The relu Dense layers after relu Dense layer `dense`, skipping Dropout, up to the first other layer. */
+async function planDenseTail(
+  model: tf.LayersModel,
+  dense: tf.layers.Layer,
+): Promise<LinearHead["denseTail"]> {
+  if (activationOf(dense) !== "relu") return null;
+  const layers: tf.layers.Layer[] = [];
+  let at = dense;
+  for (let next = onlyNext(at); next; next = onlyNext(next)) {
+    if (next.getClassName() === "Dropout") continue;
+    if (next.getClassName() !== "Dense" || activationOf(next) !== "relu") break;
+    layers.push(next);
+    at = next;
+  }
+  if (layers.length === 0) return null;
+  return { layers, rest: await restAfter(model, at) };
 }
 
 /** Why `layer` does not keep channels apart, or null when it does. */
@@ -140,16 +190,6 @@ export async function planLinearHead(
       if (inputs % channels !== 0) {
         return { reason: `${layerNext.name} has ${inputs} inputs for ${channels} channels` };
       }
-      const output = (model.outputs[0] as unknown as { sourceLayer: tf.layers.Layer }).sourceLayer;
-      const activation = (layerNext.getConfig() as { activation?: string }).activation ?? "linear";
-      const rest = output === layerNext ? null : await splitModelAsync(model, {
-        name: layerNext.name,
-        index: model.layers.indexOf(layerNext),
-        className: "Dense",
-        channels: units,
-        outputShape: [units],
-        activation,
-      });
       return {
         head: {
           channelLayers,
@@ -157,7 +197,8 @@ export async function planLinearHead(
           inputShape: [height, width, channels],
           inputs,
           units,
-          rest,
+          rest: await restAfter(model, layerNext),
+          denseTail: await planDenseTail(model, layerNext),
         },
       };
     }
@@ -180,6 +221,17 @@ function applyHead(head: LinearHead, y: tf.Tensor): tf.Tensor2D {
 }
 
 /**
+/** Options of `linearRows`. */
+export interface LinearRowsOptions {
+  /**
+   * Run the relu Dense layers after the first one with `SparseDenseChain` (zero inputs skipped;
+   * the same floats as tfjs-backend-wasm). Default: on the wasm and cpu backends when the model
+   * has such layers; never on WebGPU.
+   */
+  sparseTail?: boolean;
+}
+
+/**
  * The algebra's row source for `sweepIncremental`: rows are the Dense layer's pre-activations,
  * computed once per image and updated per pruned channel (float64); scores are the Dense
  * layer's activation and the rest of the network applied to them. `fill` is what a pruned
@@ -191,7 +243,7 @@ function applyHead(head: LinearHead, y: tf.Tensor): tf.Tensor2D {
  * if ("head" in plan) await sweepIncremental(split, out, labels, ranking, { rows: linearRows(plan.head, split.activationOfZero) });
  * ```
  */
-export function linearRows(head: LinearHead, fill: number): RowSource {
+export function linearRows(head: LinearHead, fill: number, opts: LinearRowsOptions = {}): RowSource {
   const { inputs, units } = head;
   const [height, width, channels] = head.inputShape;
   const perImage = height * width * channels;
@@ -209,6 +261,11 @@ export function linearRows(head: LinearHead, fill: number): RowSource {
   let g: Float32Array = new Float32Array(0);
   let z = new Float64Array(0);
   let loaded = 0;
+  const tail = head.denseTail;
+  const useTail = tail !== null && (opts.sparseTail ?? tf.getBackend() !== "webgpu") &&
+    sparseDenseSupported();
+  let chain: SparseDenseChain | null = null;
+  let input = new Float32Array(0);
   const read = async (t: tf.Tensor): Promise<Float32Array> => {
     try {
       return await t.data() as Float32Array;
@@ -223,6 +280,7 @@ export function linearRows(head: LinearHead, fill: number): RowSource {
     async begin(out: LayerOutputs, start: number, n: number) {
       if (!kernel) {
         kernel = await read(tf.clone(kernelTensor));
+        if (useTail) chain = new SparseDenseChain(await denseSpecs(tail!.layers));
         pruned = await read(tf.tidy(() => applyHead(head, tf.fill([1, height, width, channels], fill))));
         allPruned = await read(tf.tidy(() =>
           tf.fused.matMul({
@@ -299,5 +357,50 @@ export function linearRows(head: LinearHead, fill: number): RowSource {
         return (head.rest ? head.rest.suffix(a as tf.Tensor4D) : a) as tf.Tensor2D;
       });
     },
+    ...(useTail
+      ? {
+        // Several K values of one image per call, so that the chain's blocks of four rows share zeros.
+        imageBatch: 16,
+        scoreRows(stack: Float32Array, m: number, images: Int32Array): tf.Tensor2D {
+          if (input.length < m * units) input = new Float32Array(m * units);
+          for (let at = 0; at < m * units; at++) input[at] = stack[at] > 0 ? stack[at] : 0; // relu
+          const out = chain!.apply(input, m, byImage(images, m));
+          return tf.tidy(() => {
+            const h = tf.tensor2d(out, [m, chain!.units]);
+            return (tail!.rest ? tail!.rest.suffix(h as unknown as tf.Tensor4D) : h) as tf.Tensor2D;
+          });
+        },
+      }
+      : {}),
   };
+}
+
+/** The row indices 0..m-1 ordered by image (stably), so that an image's rows are adjacent. */
+function byImage(images: Int32Array, m: number): Int32Array {
+  let most = 0;
+  for (let r = 0; r < m; r++) most = Math.max(most, images[r]);
+  const start = new Int32Array(most + 2);
+  for (let r = 0; r < m; r++) start[images[r] + 1]++;
+  for (let i = 0; i <= most; i++) start[i + 1] += start[i];
+  const order = new Int32Array(m);
+  for (let r = 0; r < m; r++) order[start[images[r]]++] = r;
+  return order;
+}
+
+/** The weights of Dense layers, read (asynchronously) for `SparseDenseChain`. */
+async function denseSpecs(layers: tf.layers.Layer[]): Promise<DenseSpec[]> {
+  const specs: DenseSpec[] = [];
+  for (const layer of layers) {
+    const [k, b] = layer.getWeights();
+    const useBias = (layer.getConfig() as { useBias?: boolean }).useBias !== false && b;
+    const [inputs, units] = k.shape;
+    specs.push({
+      kernel: await k.data() as Float32Array,
+      bias: useBias ? await b.data() as Float32Array : null,
+      inputs,
+      units,
+      relu: true,
+    });
+  }
+  return specs;
 }

@@ -32,6 +32,8 @@ export interface PoolSweepOptions {
   kValues?: number[];
   /** Use the Dense-layer algebra (linear_head.ts; not bit-exact). Default false. */
   algebra?: boolean;
+  /** With the algebra: run the relu Dense layers after the first with the sparse kernel (default: on wasm and cpu). */
+  sparseTail?: boolean;
   /** How to share the work (default "images"). */
   split?: SweepSplit;
   /** Each worker's memory budget for one suffix call. */
@@ -307,6 +309,7 @@ export class SweepPool {
       type: "sweep" as const,
       order: ranking.order,
       algebra,
+      sparseTail: opts.sparseTail,
       memoryBudgetBytes: opts.memoryBudgetBytes,
     };
     let correct: number[];

@@ -39,6 +39,14 @@ export interface RowSource {
   row(i: number, dst: Float32Array): void;
   /** Stacked rows `[m, ...rowShape]` to class scores `[m, classes]`; the caller owns the result. */
   scores(rows: tf.Tensor): tf.Tensor2D;
+  /**
+   * Optional, used instead of `scores` when present: the same scores straight from the stacked
+   * rows on the host (`stack`, m rows), where `images[r]` is row r's loaded image (rows of one
+   * image can then be handled together).
+   */
+  scoreRows?(stack: Float32Array, m: number, images: Int32Array): tf.Tensor2D;
+  /** Optional: images to load at a time (fewer images put more K values of each in one call). */
+  imageBatch?: number;
 }
 
 /** Options of `sweepIncremental`. */
@@ -229,7 +237,12 @@ export async function sweepIncremental(
   );
   const imageBatch = Math.max(
     1,
-    Math.min(count, Math.floor(opts.imageBatch ?? Math.min(1024, budget / 4 / source.stateBytesPerImage))),
+    Math.min(
+      count,
+      Math.floor(
+        opts.imageBatch ?? Math.min(1024, source.imageBatch ?? 1024, budget / 4 / source.stateBytesPerImage),
+      ),
+    ),
   );
   const totalRows = opts.onWork
     ? changeCounts(out, split.activationOfZero, order, ks).reduce((a, b) => a + b, 0)
@@ -248,9 +261,9 @@ export async function sweepIncremental(
     if (filled === 0) return;
     const m = filled;
     filled = 0;
-    const scores = tf.tidy(() =>
-      source.scores(tf.tensor(stack.subarray(0, m * rowSize), [m, ...source.rowShape]))
-    );
+    const scores = source.scoreRows
+      ? source.scoreRows(stack, m, rowImage)
+      : tf.tidy(() => source.scores(tf.tensor(stack.subarray(0, m * rowSize), [m, ...source.rowShape])));
     let predicted: Int32Array;
     try {
       predicted = await predictedClasses(scores);

@@ -36,6 +36,7 @@ export type WorkerRequest =
     order: number[];
     kValues: number[];
     algebra: boolean;
+    sparseTail?: boolean;
     memoryBudgetBytes?: number;
   };
 
@@ -77,7 +78,7 @@ async function handle(msg: WorkerRequest): Promise<unknown> {
     if ("reason" in plan) {
       throw new UserError(`--algebra does not apply after ${split.layer.name}: ${plan.reason}.`);
     }
-    rows = linearRows(plan.head, split.activationOfZero);
+    rows = linearRows(plan.head, split.activationOfZero, { sparseTail: msg.sparseTail });
   }
   const ranking = { criterion: "pool", order: msg.order, scores: new Float64Array(0) };
   let rowsRun = 0;

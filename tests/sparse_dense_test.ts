@@ -1,0 +1,116 @@
+/**
+ * The sparse dense kernel (src/kernels/sparse_dense.ts) against tf.fused.matMul on the wasm
+ * backend, bit for bit, and the algebra's rows scored through it against the plain TF.js tail.
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import * as tf from "@tensorflow/tfjs";
+import { setupBackend } from "../src/backend.ts";
+import { loadTestSet } from "../src/data/cifar10.ts";
+import { pickLayer } from "../src/model/layers.ts";
+import { splitModel } from "../src/model/split.ts";
+import { buildVgg } from "../src/model/vgg.ts";
+import { SparseDenseChain } from "../src/kernels/sparse_dense.ts";
+import { computeLayerOutputs } from "../src/prune/activations.ts";
+import { rankByMean } from "../src/prune/criteria.ts";
+import { linearRows, planLinearHead } from "../src/prune/linear_head.ts";
+import { sweepIncremental } from "../src/prune/sweep_incremental.ts";
+import { DEFAULT_PREPROCESSING } from "../src/types.ts";
+
+const fixture = (p: string) => fileURLToPath(new URL(`../fixtures/${p}`, import.meta.url));
+
+/** Deterministic values in [-0.5, 0.5). */
+function noise(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  return new Float32Array(n).map(() => (s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5);
+}
+
+Deno.test("SparseDenseChain: the floats of tf.fused.matMul on wasm, with odd sizes, zero rows and a row order", async () => {
+  await setupBackend("wasm");
+  // 600 inputs (two input blocks of the kernel), 13 and 5 units (padded columns), 7 rows (a padded block).
+  const [m, n0, n1, n2] = [7, 600, 13, 5];
+  const pattern = noise(n0, 1);
+  const x = noise(m * n0, 2).map((v, at) => pattern[at % n0] < 0 ? 0 : Math.max(0, v + 0.3)); // shared zeros
+  x.fill(0, 3 * n0, 4 * n0); // row 3: all zero
+  const w1 = noise(n0 * n1, 3).map((v) => v * 0.2), b1 = noise(n1, 4);
+  const w2 = noise(n1 * n2, 5), b2 = noise(n2, 6);
+  const chain = new SparseDenseChain([
+    { kernel: w1, bias: b1, inputs: n0, units: n1, relu: true },
+    { kernel: w2, bias: b2, inputs: n1, units: n2, relu: true },
+  ]);
+  const want = tf.tidy(() => {
+    const h = tf.fused.matMul({
+      a: tf.tensor2d(x, [m, n0]),
+      b: tf.tensor2d(w1, [n0, n1]),
+      bias: tf.tensor1d(b1),
+      activation: "relu",
+    });
+    return tf.fused.matMul({ a: h, b: tf.tensor2d(w2, [n1, n2]), bias: tf.tensor1d(b2), activation: "relu" })
+      .dataSync();
+  });
+  assert.deepEqual(chain.apply(x, m), want);
+  assert.deepEqual(chain.apply(x, m, Int32Array.of(6, 0, 5, 1, 4, 2, 3)), want);
+  // Row 3 is relu(relu(b1) W2 + b2) on its own.
+  const zeroRow = tf.tidy(() =>
+    tf.fused.matMul({
+      a: tf.relu(tf.tensor2d(b1, [1, n1])) as tf.Tensor2D,
+      b: tf.tensor2d(w2, [n1, n2]),
+      bias: tf.tensor1d(b2),
+      activation: "relu",
+    }).dataSync()
+  );
+  assert.deepEqual(chain.apply(x, m).subarray(3 * n2, 4 * n2), zeroRow);
+  // The shared zeros were skipped: about half of the first layer's products.
+  assert.ok(chain.macs.run < 0.75 * chain.macs.dense, `${chain.macs.run} of ${chain.macs.dense}`);
+  assert.throws(() => chain.apply(x, m + 1), /values for 8 rows/);
+});
+
+Deno.test("linearRows on the VGG: the dense tail runs on the sparse kernel with the TF.js tail's scores and counts", async () => {
+  await setupBackend("wasm");
+  const model = buildVgg({ width: 0.0625, seed: 5 });
+  const ds = await loadTestSet(fixture("cifar10-tiny"), 40);
+  const layer = pickLayer(model);
+  const split = splitModel(model, layer);
+  const out = await computeLayerOutputs(split, ds, DEFAULT_PREPROCESSING);
+  const plan = await planLinearHead(model, layer);
+  if ("reason" in plan) throw new Error(plan.reason);
+  assert.deepEqual(plan.head.denseTail?.layers.map((l) => l.name), ["fc2", "fc3"]);
+  assert.deepEqual(plan.head.denseTail?.rest?.suffixLayers, ["fc3_drop", "predictions"]);
+
+  // Scores of the same rows (8 images at K = 0, 5 and 20), both ways.
+  const sparse = linearRows(plan.head, split.activationOfZero, { sparseTail: true });
+  const plain = linearRows(plan.head, split.activationOfZero, { sparseTail: false });
+  assert.ok(sparse.scoreRows && !plain.scoreRows);
+  await sparse.begin(out, 0, 8);
+  const order = rankByMean(out).order;
+  const units = plan.head.units;
+  const stack = new Float32Array(24 * units), images = new Int32Array(24);
+  let pruned = 0;
+  for (const [j, k] of [0, 5, 20].entries()) {
+    while (pruned < k) sparse.prune(order[pruned++], new Uint8Array(8));
+    for (let i = 0; i < 8; i++) {
+      sparse.row(i, stack.subarray((j * 8 + i) * units, (j * 8 + i + 1) * units));
+      images[j * 8 + i] = i;
+    }
+  }
+  const got = sparse.scoreRows!(stack, 24, images);
+  const want = plain.scores(tf.tensor2d(stack, [24, units]));
+  assert.deepEqual(await got.data(), await want.data());
+  tf.dispose([got, want]);
+
+  // Whole sweeps: the same prediction for every (image, K) row.
+  const predictions = async (sparseTail: boolean) => {
+    const seen: number[] = [];
+    const points = await sweepIncremental(split, out, ds.labels, rankByMean(out), {
+      rows: linearRows(plan.head, split.activationOfZero, { sparseTail }),
+      onRows: (img, steps, predicted, m) => {
+        for (let r = 0; r < m; r++) seen.push(img[r] * 10000 + steps[r] * 10 + predicted[r]);
+      },
+    });
+    return { counts: points.map((p) => p.correct), rows: seen.sort((a, b) => a - b) };
+  };
+  const before = tf.memory().numTensors;
+  const a = await predictions(true);
+  assert.equal(tf.memory().numTensors, before);
+  assert.deepEqual(a, await predictions(false));
+});
