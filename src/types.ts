@@ -48,6 +48,8 @@ export interface SweepResult {
   channels: number;
   criterion: string;
   backend: string;
+  /** How the counts were made: "exact" (cached outputs), "algebra" (sweep --algebra) or "naive". */
+  engine?: string;
   samples: number;
   baselineAccuracy: number;
   results: SweepPoint[];

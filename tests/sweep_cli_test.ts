@@ -262,3 +262,40 @@ Deno.test({
     await Deno.remove(naive, { recursive: true });
   },
 });
+
+Deno.test("sweep --algebra on the shipped VGG: the exact engine's counts; refused where it does not apply", async () => {
+  const model = fixture("models/default/model.json");
+  const counts = async (extra: string[]) => {
+    const out = await Deno.makeTempDir();
+    const { code, stderr } = await runMain([
+      "sweep",
+      "--model",
+      model,
+      "--data",
+      TINY_DATA,
+      "--out",
+      out,
+      "--backend",
+      "wasm",
+      ...extra,
+    ]);
+    assert.equal(code, 0, stderr.join("\n"));
+    const json = JSON.parse(await Deno.readTextFile(join(out, "sweep.json")));
+    await Deno.remove(out, { recursive: true });
+    return { engine: json.engine, correct: json.results.map((r: { correct: number }) => r.correct) };
+  };
+  const exact = await counts([]);
+  const algebra = await counts(["--algebra"]);
+  assert.equal(exact.engine, "exact");
+  assert.equal(algebra.engine, "algebra");
+  assert.equal(algebra.correct.length, 129);
+  assert.deepEqual(algebra.correct, exact.correct);
+  await expectOneLineFailure(
+    ["--model", model, "--data", TINY_DATA, "--algebra", "--layer", "block1_conv1"],
+    /--algebra does not apply after block1_conv1: block1_conv2 \(Conv2D\) is not a per-channel layer/,
+  );
+  await expectOneLineFailure(
+    ["--model", model, "--data", TINY_DATA, "--algebra", "--naive"],
+    /--algebra and --naive/,
+  );
+});

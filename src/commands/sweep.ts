@@ -24,6 +24,8 @@ import { assertUncoupled } from "../prune/topology.ts";
 import { type CriterionRun, summarizeRuns, verdictsAt } from "../prune/compare.ts";
 import { comparisonSeries, comparisonTable, detailTable, rankingTable } from "../report/criteria_tables.ts";
 import { sweepFast } from "../prune/sweep.ts";
+import { sweepIncremental } from "../prune/sweep_incremental.ts";
+import { linearRows, planLinearHead } from "../prune/linear_head.ts";
 import { SweepPool } from "../prune/parallel.ts";
 import { sweepNaive } from "../prune/naive.ts";
 import { largestKWithin, SUMMARY_BANDS } from "../prune/summary.ts";
@@ -55,6 +57,10 @@ Options:
   --limit N          use only the first N test images            (default all 10,000)
   --naive            the lab's literal method: zero the weights and re-run the whole model for each K
   --workers N        worker threads sharing the prefix pass and the sweep (same results)  (default 1)
+  --algebra          faster on big dense heads: update the first Dense layer per pruned channel
+                     instead of recomputing it, and run the relu Dense layers after it on a kernel
+                     that skips zeros; the last bits of a score can differ, so an image at a near-tie
+                     can flip (bench --verify counts them). Off by default.
   --k LIST           only these K values, e.g. 0,8,16 or 0:64:8  (default 0..C)
   --criterion LIST   ranking criteria to compare, e.g. mean,apoz,l1,random,largest  (default mean)
                      one of: ${criterionNames()}
@@ -99,6 +105,7 @@ export async function run(args: string[]): Promise<void> {
     batch: { type: "string" },
     limit: { type: "string" },
     naive: { type: "boolean", default: false },
+    algebra: { type: "boolean", default: false },
     workers: { type: "string" },
     k: { type: "string" },
     criterion: { type: "string", default: "mean" },
@@ -124,6 +131,11 @@ export async function run(args: string[]): Promise<void> {
   const criteria = parseCriteria(values.criterion!);
   const seeds = positiveInt("seeds", values.seeds, 5);
   const taylorImages = positiveInt("taylor-images", values["taylor-images"], 512);
+  if (values.algebra && values.naive) {
+    throw new UserError(
+      "--algebra and --naive do not go together: --naive re-runs the whole model for each K.",
+    );
+  }
 
   let t0 = performance.now();
   const backend = await setupBackend(values.backend as BackendName);
@@ -190,6 +202,17 @@ export async function run(args: string[]): Promise<void> {
     total: ks.length * rankings.length,
     unit: "K",
   });
+  // --algebra: the first Dense layer after the pruned layer, updated per channel (linear_head.ts).
+  let algebraRows: (() => ReturnType<typeof linearRows>) | null = null;
+  if (values.algebra) {
+    const plan = await planLinearHead(loaded.model, layer);
+    if ("reason" in plan) {
+      throw new UserError(
+        `--algebra does not apply after ${layer.name}: ${plan.reason}. Run without --algebra.`,
+      );
+    }
+    algebraRows = () => linearRows(plan.head, split.activationOfZero);
+  }
   // One sweep per ranking, all from the same cached layer outputs (or, --naive, the same model).
   const runs: CriterionRun[] = [];
   for (const [i, r] of rankings.entries()) {
@@ -197,7 +220,13 @@ export async function run(args: string[]): Promise<void> {
     const points = values.naive
       ? await sweepNaive(loaded.model, layer, test, prep, r.ranking, { kValues, batch, onProgress })
       : pool
-      ? await pool.sweep(outputs, test.labels, r.ranking, { kValues, onProgress })
+      ? await pool.sweep(outputs, test.labels, r.ranking, { kValues, onProgress, algebra: !!algebraRows })
+      : algebraRows
+      ? await sweepIncremental(split, outputs, test.labels, r.ranking, {
+        kValues,
+        rows: algebraRows(),
+        onWork: (done, total) => onProgress(Math.floor((done / total) * ks.length)),
+      })
       : await sweepFast(split, outputs, test.labels, r.ranking, { kValues, onProgress });
     runs.push({
       criterion: r.criterion.name,
@@ -220,6 +249,7 @@ export async function run(args: string[]): Promise<void> {
     channels: layer.channels,
     criterion: criteria[0].name,
     backend,
+    engine: values.naive ? "naive" : algebraRows ? "algebra" : "exact",
     samples: test.count,
     baselineAccuracy: baseline,
     results,
