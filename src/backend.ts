@@ -13,11 +13,28 @@ interface Adapter {
   info?: { isFallbackAdapter?: boolean };
 }
 
+/**
+ * On a machine without a desktop session, Mesa's Vulkan drivers load libwayland, which prints
+ * "error: XDG_RUNTIME_DIR is invalid or not set in the environment." (twice) when that variable
+ * is unset. It only checks for an absolute path, then finds no display and carries on, so we
+ * give it the temp folder: our one-line errors stay one line.
+ */
+function quietWayland(): void {
+  try {
+    if (Deno.build.os === "linux" && !Deno.env.get("XDG_RUNTIME_DIR")) {
+      Deno.env.set("XDG_RUNTIME_DIR", "/tmp");
+    }
+  } catch {
+    // no env permission: the drivers may print their line
+  }
+}
+
 /** The adapter `navigator.gpu` offers, or null (no WebGPU, no adapter, or the request failed). */
 async function gpuAdapter(): Promise<Adapter | null> {
   const gpu = (globalThis.navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } })
     .gpu;
   if (!gpu) return null;
+  quietWayland();
   try {
     return (await gpu.requestAdapter() as Adapter | null) ?? null;
   } catch {

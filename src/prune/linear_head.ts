@@ -5,7 +5,9 @@
  * its input, so pruning channel c changes it by a rank-P update (P = positions per channel
  * after pooling; P = 1 for the VGG's last conv): z += sum_p (pruned_p,c - g_p,c) * W[p*C + c, :].
  * It is computed once per image (K = 0) and updated per pruned channel in float64; the rest of
- * the network then runs on the updated pre-activations.
+ * the network then runs on the updated pre-activations. When relu Dense layers follow (the VGG's
+ * fc2, fc3), they run on `SparseDenseChain` (kernels/sparse_dense.ts), which skips the inputs the
+ * relu left at zero and gives the same floats as TF.js's wasm backend.
  *
  * Max-pooling is not linear, which is why the update is taken after the per-channel layers: a
  * pruned channel is the constant activation(0) before them, and what it becomes after them
@@ -220,7 +222,6 @@ function applyHead(head: LinearHead, y: tf.Tensor): tf.Tensor2D {
   });
 }
 
-/**
 /** Options of `linearRows`. */
 export interface LinearRowsOptions {
   /**
