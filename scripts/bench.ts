@@ -354,6 +354,7 @@ async function fastRun(
       },
       accuracy: { k0: points[0].accuracy, kC: points[points.length - 1].accuracy },
       countsDigest: await digest(points),
+      correct: points.map((p) => p.correct),
       naive: null,
       ratio: null,
       ratioCpu: null,

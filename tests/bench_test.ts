@@ -63,6 +63,9 @@ Deno.test("bench: all three cases on a tiny model print valid JSON with the docu
     const rows = r.rows as Record<string, number>;
     assert.ok(rows.evaluated > 0 && rows.evaluated <= rows.inputChanged && rows.inputChanged <= rows.plain);
     assert.equal(rows.plain, 40 * (r.kValues as number));
+    const correct = r.correct as number[];
+    assert.equal(correct.length, r.kValues);
+    assert.equal(correct[0], Math.round((r.accuracy as { k0: number }).k0 * 40));
     // The single-process sweepFast gives every count the bench got.
     assert.deepEqual((r.verify as { equal: boolean }).equal, true, JSON.stringify(r.verify));
   }
