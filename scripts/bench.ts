@@ -46,7 +46,7 @@ import { rankByMean } from "../src/prune/criteria.ts";
 import { resolveKValues, sweepFast } from "../src/prune/sweep.ts";
 import { sweepNaive } from "../src/prune/naive.ts";
 import { changeCounts, sweepIncremental } from "../src/prune/sweep_incremental.ts";
-import { linearRows, planLinearHead } from "../src/prune/linear_head.ts";
+import { exactHeadRows, linearRows, noKernel, planLinearHead } from "../src/prune/linear_head.ts";
 import { SweepPool, type SweepSplit } from "../src/prune/parallel.ts";
 import { Progress } from "../src/ui/progress.ts";
 import { type Dataset, DEFAULT_PREPROCESSING, type Preprocessing, type SweepPoint } from "../src/types.ts";
@@ -73,6 +73,8 @@ Options:
   --algebra         update the first Dense layer per K instead of recomputing it (not bit-exact)
   --plain-tail      with --algebra: run the Dense layers after the first with TF.js, not with
                     the sparse kernel (src/kernels/sparse_dense.ts; on wasm and cpu by default)
+  --dense-kernel    without --algebra: run the Dense head on the sparse kernel (exact: the plain
+                    path's counts, bit for bit; wasm and cpu)
   --k-subset LIST   K values for the naive method, e.g. 0,32,64 or 0:128:32 (default 5 spread over 0..C)
   --naive-images N  images the naive method runs on (default: case c all, case b 200)
   --verify          also run the single-process sweepFast and compare every count
@@ -90,6 +92,7 @@ interface Options {
   split: SweepSplit;
   algebra: boolean;
   plainTail: boolean;
+  denseKernel: boolean;
   kSubset?: number[];
   naiveImages?: number;
   verify: boolean;
@@ -122,6 +125,7 @@ function parseOptions(args: string[]): Options | null {
     split: { type: "string", default: "images" },
     algebra: { type: "boolean", default: false },
     "plain-tail": { type: "boolean", default: false },
+    "dense-kernel": { type: "boolean", default: false },
     "k-subset": { type: "string" },
     "naive-images": { type: "string" },
     verify: { type: "boolean", default: false },
@@ -133,6 +137,9 @@ function parseOptions(args: string[]): Options | null {
     return null;
   }
   const c = values.case!;
+  if (values.algebra && values["dense-kernel"]) {
+    throw new UserError("--algebra and --dense-kernel are two engines: pass one of them.");
+  }
   if (!["a", "b", "c", "all"].includes(c)) throw new UserError(`--case must be a, b, c or all, got '${c}'.`);
   if (values.split !== "images" && values.split !== "k") {
     throw new UserError(`--split must be images or k, got '${values.split}'.`);
@@ -148,6 +155,7 @@ function parseOptions(args: string[]): Options | null {
     split: values.split,
     algebra: values.algebra!,
     plainTail: values["plain-tail"]!,
+    denseKernel: values["dense-kernel"]!,
     kSubset: values["k-subset"] === undefined ? undefined : parseKs(values["k-subset"]),
     naiveImages: values["naive-images"] === undefined
       ? undefined
@@ -296,6 +304,7 @@ async function fastRun(
         return await pool.sweep(outputs, test.labels, ranking, {
           algebra: opts.algebra,
           sparseTail: opts.plainTail ? false : undefined,
+          denseKernel: opts.denseKernel,
           split: opts.split,
           memoryBudgetBytes: opts.budget,
           onProgress: (k) => sweepBar.set(k),
@@ -310,6 +319,13 @@ async function fastRun(
         rows = linearRows(plan.head, split.activationOfZero, {
           sparseTail: opts.plainTail ? false : undefined,
         });
+      } else if (opts.denseKernel) {
+        const plan = await planLinearHead(loaded.model, layer);
+        if ("reason" in plan) {
+          throw new UserError(`--dense-kernel does not apply after ${layer.name}: ${plan.reason}.`);
+        }
+        rows = exactHeadRows(plan.head, split.activationOfZero) ?? undefined;
+        if (!rows) throw new UserError(noKernel(plan.head));
       }
       return await sweepIncremental(split, outputs, test.labels, ranking, {
         rows,
@@ -343,6 +359,8 @@ async function fastRun(
         ? `change-only + dense algebra${
           (await usesSparseTail(loaded.model, layer, opts, backend)) ? " + sparse dense tail" : ""
         }`
+        : opts.denseKernel
+        ? "change-only + dense kernel (exact)"
         : "change-only (exact)",
       seconds: clock.wall,
       cpuSeconds: clock.cpu,

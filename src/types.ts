@@ -48,7 +48,7 @@ export interface SweepResult {
   channels: number;
   criterion: string;
   backend: string;
-  /** How the counts were made: "exact" (cached outputs), "algebra" (sweep --algebra) or "naive". */
+  /** How the counts were made: "exact" (cached outputs), "dense-kernel", "algebra" or "naive". */
   engine?: string;
   samples: number;
   baselineAccuracy: number;

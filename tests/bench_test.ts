@@ -104,6 +104,25 @@ Deno.test("bench: two workers (K split) and the algebra give the single worker's
   assert.equal(two.results[0].workers, 2);
   assert.equal(two.results[0].split, "k");
   assert.equal(two.results[0].countsDigest, one.results[0].countsDigest);
+  const kernel = await bench([
+    ...TINY,
+    "--case",
+    "b",
+    "--width",
+    "0.25",
+    "--backend",
+    "wasm",
+    "--workers",
+    "2",
+    "--dense-kernel",
+  ]);
+  const plain = await bench([...TINY, "--case", "b", "--width", "0.25", "--backend", "wasm"]);
+  assert.equal(kernel.code, 0, kernel.stderr);
+  assert.equal(kernel.results[0].engine, "change-only + dense kernel (exact)");
+  assert.deepEqual(kernel.results[0].correct, plain.results[0].correct);
+  const both = await bench([...TINY, "--case", "a", "--algebra", "--dense-kernel"]);
+  assert.equal(both.code, 1);
+  assert.match(both.stderr, /two engines/);
 });
 
 Deno.test("bench: a bad option is one clear line and exit code 1", async () => {

@@ -13,8 +13,9 @@ import { buildVgg } from "../src/model/vgg.ts";
 import { SparseDenseChain } from "../src/kernels/sparse_dense.ts";
 import { computeLayerOutputs } from "../src/prune/activations.ts";
 import { rankByMean } from "../src/prune/criteria.ts";
-import { linearRows, planLinearHead } from "../src/prune/linear_head.ts";
-import { sweepIncremental } from "../src/prune/sweep_incremental.ts";
+import { exactHeadRows, linearRows, planLinearHead } from "../src/prune/linear_head.ts";
+import { sweepFast } from "../src/prune/sweep.ts";
+import { maskedRows, sweepIncremental } from "../src/prune/sweep_incremental.ts";
 import { DEFAULT_PREPROCESSING } from "../src/types.ts";
 
 const fixture = (p: string) => fileURLToPath(new URL(`../fixtures/${p}`, import.meta.url));
@@ -114,3 +115,62 @@ Deno.test("linearRows on the VGG: the dense tail runs on the sparse kernel with 
   assert.equal(tf.memory().numTensors, before);
   assert.deepEqual(a, await predictions(false));
 });
+
+for (const bn of [false, true]) {
+  Deno.test(`exactHeadRows on the VGG${bn ? " with BatchNorm statistics" : ""}: every (image, K) prediction of the exact rows`, async () => {
+    await setupBackend("wasm");
+    const model = buildVgg({ width: 0.0625, seed: 9 });
+    if (bn) {
+      // BN(0) is not 0: pruned channels are a non-zero constant, nothing to skip there.
+      let seed = 50;
+      for (const layer of model.layers.filter((l) => l.getClassName() === "BatchNormalization")) {
+        const c = layer.getWeights()[0].shape[0];
+        const values = [[0.5, 1.5], [-0.5, 0.5], [0, 1], [0.5, 2]].map(([lo, hi]) =>
+          tf.randomUniform([c], lo, hi, "float32", seed++)
+        );
+        layer.setWeights(values);
+        tf.dispose(values);
+      }
+    }
+    const ds = await loadTestSet(fixture("cifar10-tiny"), 60);
+    const layer = pickLayer(model);
+    const split = splitModel(model, layer);
+    const out = await computeLayerOutputs(split, ds, DEFAULT_PREPROCESSING);
+    const plan = await planLinearHead(model, layer);
+    if ("reason" in plan) throw new Error(plan.reason);
+    const ranking = rankByMean(out);
+    const run = async (rows?: ReturnType<typeof exactHeadRows>) => {
+      const seen: number[] = [];
+      const points = await sweepIncremental(split, out, ds.labels, ranking, {
+        rows: rows ?? undefined,
+        onRows: (img, steps, predicted, m) => {
+          for (let r = 0; r < m; r++) seen.push(img[r] * 10000 + steps[r] * 10 + predicted[r]);
+        },
+      });
+      return { counts: points.map((p) => p.correct), rows: seen.sort((a, b) => a - b) };
+    };
+    const rows = exactHeadRows(plan.head, split.activationOfZero);
+    assert.ok(rows && rows.scoreRows);
+    // Scores of 12 images at K = 0 and K = 10, bit for bit those of the exact TF.js rows.
+    const exact = maskedRows(split);
+    await rows.begin(out, 0, 12);
+    const stack = new Float32Array(24 * plan.head.inputs), images = new Int32Array(24);
+    for (let i = 0; i < 12; i++) rows.row(i, stack.subarray(i * plan.head.inputs));
+    for (let p = 0; p < 10; p++) rows.prune(ranking.order[p], new Uint8Array(12));
+    for (let i = 0; i < 12; i++) rows.row(i, stack.subarray((12 + i) * plan.head.inputs));
+    for (let r = 0; r < 24; r++) images[r] = r % 12;
+    const got0 = rows.scoreRows(stack, 24, images);
+    const want0 = exact.scores(tf.tensor(stack, [24, ...split.pushdown!.shape]));
+    const [a0, b0] = [await got0.data(), await want0.data()];
+    assert.deepEqual(a0, b0);
+    assert.ok(
+      new Set(Array.from({ length: 24 }, (_, r) => a0.subarray(r * 10, r * 10 + 10).join())).size > 12,
+    );
+    tf.dispose([got0, want0]);
+    const before = tf.memory().numTensors;
+    const got = await run(rows);
+    assert.equal(tf.memory().numTensors, before);
+    assert.deepEqual(got, await run());
+    assert.deepEqual(got.counts, (await sweepFast(split, out, ds.labels, ranking)).map((p) => p.correct));
+  });
+}

@@ -263,7 +263,7 @@ Deno.test({
   },
 });
 
-Deno.test("sweep --algebra on the shipped VGG: the exact engine's counts; refused where it does not apply", async () => {
+Deno.test("sweep --algebra and --dense-kernel on the shipped VGG: the exact engine's counts; refused where they do not apply", async () => {
   const model = fixture("models/default/model.json");
   const counts = async (extra: string[]) => {
     const out = await Deno.makeTempDir();
@@ -286,16 +286,23 @@ Deno.test("sweep --algebra on the shipped VGG: the exact engine's counts; refuse
   };
   const exact = await counts([]);
   const algebra = await counts(["--algebra"]);
+  const kernel = await counts(["--dense-kernel", "--workers", "2"]);
   assert.equal(exact.engine, "exact");
   assert.equal(algebra.engine, "algebra");
+  assert.equal(kernel.engine, "dense-kernel");
   assert.equal(algebra.correct.length, 129);
   assert.deepEqual(algebra.correct, exact.correct);
+  assert.deepEqual(kernel.correct, exact.correct);
   await expectOneLineFailure(
     ["--model", model, "--data", TINY_DATA, "--algebra", "--layer", "block1_conv1"],
     /--algebra does not apply after block1_conv1: block1_conv2 \(Conv2D\) is not a per-channel layer/,
   );
   await expectOneLineFailure(
     ["--model", model, "--data", TINY_DATA, "--algebra", "--naive"],
-    /--algebra and --naive/,
+    /three engines: pass one of them/,
+  );
+  await expectOneLineFailure(
+    ["--model", model, "--data", TINY_DATA, "--dense-kernel", "--layer", "block5_conv2"],
+    /--dense-kernel does not apply after block5_conv2/,
   );
 });

@@ -24,8 +24,8 @@ import { assertUncoupled } from "../prune/topology.ts";
 import { type CriterionRun, summarizeRuns, verdictsAt } from "../prune/compare.ts";
 import { comparisonSeries, comparisonTable, detailTable, rankingTable } from "../report/criteria_tables.ts";
 import { sweepFast } from "../prune/sweep.ts";
-import { sweepIncremental } from "../prune/sweep_incremental.ts";
-import { linearRows, planLinearHead } from "../prune/linear_head.ts";
+import { type RowSource, sweepIncremental } from "../prune/sweep_incremental.ts";
+import { exactHeadRows, linearRows, noKernel, planLinearHead } from "../prune/linear_head.ts";
 import { SweepPool } from "../prune/parallel.ts";
 import { sweepNaive } from "../prune/naive.ts";
 import { largestKWithin, SUMMARY_BANDS } from "../prune/summary.ts";
@@ -61,6 +61,8 @@ Options:
                      instead of recomputing it, and run the relu Dense layers after it on a kernel
                      that skips zeros; the last bits of a score can differ, so an image at a near-tie
                      can flip (bench --verify counts them). Off by default.
+  --dense-kernel     faster on big dense heads and exact: run the Dense layers after the pruned
+                     layer on prunescope's wasm kernel that skips zeros (the plain path's counts)
   --k LIST           only these K values, e.g. 0,8,16 or 0:64:8  (default 0..C)
   --criterion LIST   ranking criteria to compare, e.g. mean,apoz,l1,random,largest  (default mean)
                      one of: ${criterionNames()}
@@ -106,6 +108,7 @@ export async function run(args: string[]): Promise<void> {
     limit: { type: "string" },
     naive: { type: "boolean", default: false },
     algebra: { type: "boolean", default: false },
+    "dense-kernel": { type: "boolean", default: false },
     workers: { type: "string" },
     k: { type: "string" },
     criterion: { type: "string", default: "mean" },
@@ -131,10 +134,15 @@ export async function run(args: string[]): Promise<void> {
   const criteria = parseCriteria(values.criterion!);
   const seeds = positiveInt("seeds", values.seeds, 5);
   const taylorImages = positiveInt("taylor-images", values["taylor-images"], 512);
-  if (values.algebra && values.naive) {
-    throw new UserError(
-      "--algebra and --naive do not go together: --naive re-runs the whole model for each K.",
-    );
+  const engine = values.naive
+    ? "naive"
+    : values.algebra
+    ? "algebra"
+    : values["dense-kernel"]
+    ? "dense-kernel"
+    : "exact";
+  if ([values.naive, values.algebra, values["dense-kernel"]].filter(Boolean).length > 1) {
+    throw new UserError("--naive, --algebra and --dense-kernel are three engines: pass one of them.");
   }
 
   let t0 = performance.now();
@@ -202,16 +210,20 @@ export async function run(args: string[]): Promise<void> {
     total: ks.length * rankings.length,
     unit: "K",
   });
-  // --algebra: the first Dense layer after the pruned layer, updated per channel (linear_head.ts).
-  let algebraRows: (() => ReturnType<typeof linearRows>) | null = null;
-  if (values.algebra) {
+  // --algebra: the first Dense layer after the pruned layer, updated per channel; --dense-kernel:
+  // the Dense head on our sparse kernel, exact (both in linear_head.ts).
+  let engineRows: (() => RowSource) | null = null;
+  if (engine === "algebra" || engine === "dense-kernel") {
     const plan = await planLinearHead(loaded.model, layer);
     if ("reason" in plan) {
-      throw new UserError(
-        `--algebra does not apply after ${layer.name}: ${plan.reason}. Run without --algebra.`,
-      );
+      throw new UserError(`--${engine} does not apply after ${layer.name}: ${plan.reason}. Run without it.`);
     }
-    algebraRows = () => linearRows(plan.head, split.activationOfZero);
+    if (engine === "dense-kernel" && !exactHeadRows(plan.head, split.activationOfZero)) {
+      throw new UserError(noKernel(plan.head));
+    }
+    engineRows = engine === "algebra"
+      ? () => linearRows(plan.head, split.activationOfZero)
+      : () => exactHeadRows(plan.head, split.activationOfZero)!;
   }
   // One sweep per ranking, all from the same cached layer outputs (or, --naive, the same model).
   const runs: CriterionRun[] = [];
@@ -220,11 +232,16 @@ export async function run(args: string[]): Promise<void> {
     const points = values.naive
       ? await sweepNaive(loaded.model, layer, test, prep, r.ranking, { kValues, batch, onProgress })
       : pool
-      ? await pool.sweep(outputs, test.labels, r.ranking, { kValues, onProgress, algebra: !!algebraRows })
-      : algebraRows
+      ? await pool.sweep(outputs, test.labels, r.ranking, {
+        kValues,
+        onProgress,
+        algebra: engine === "algebra",
+        denseKernel: engine === "dense-kernel",
+      })
+      : engineRows
       ? await sweepIncremental(split, outputs, test.labels, r.ranking, {
         kValues,
-        rows: algebraRows(),
+        rows: engineRows(),
         onWork: (done, total) => onProgress(Math.floor((done / total) * ks.length)),
       })
       : await sweepFast(split, outputs, test.labels, r.ranking, { kValues, onProgress });
@@ -249,7 +266,7 @@ export async function run(args: string[]): Promise<void> {
     channels: layer.channels,
     criterion: criteria[0].name,
     backend,
-    engine: values.naive ? "naive" : algebraRows ? "algebra" : "exact",
+    engine,
     samples: test.count,
     baselineAccuracy: baseline,
     results,

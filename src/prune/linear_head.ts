@@ -405,3 +405,100 @@ async function denseSpecs(layers: tf.layers.Layer[]): Promise<DenseSpec[]> {
   }
   return specs;
 }
+
+/** Why `exactHeadRows` gave null, as one line. */
+export function noKernel(head: LinearHead): string {
+  return `--dense-kernel does not apply: ${head.dense.name} is ${
+    activationOf(head.dense)
+  }, not relu or linear ` +
+    `(or this runtime has no WebAssembly SIMD); run without it.`;
+}
+
+/**
+ * The exact row source through the sparse kernel: rows are the first Dense layer's inputs (the
+ * per-channel layers' output, pruned channels set to what those layers make of a pruned channel),
+ * and the first Dense layer with the relu Dense layers after it runs on `SparseDenseChain`. Pruned
+ * channels that come out as 0 (a relu conv with BatchNorm at its initial statistics, or none) are
+ * skipped like any zero. The kernel gives tfjs-backend-wasm's floats, so the counts are the plain
+ * path's, bit for bit; null when the Dense layer is neither relu nor linear, or when this runtime
+ * has no wasm SIMD.
+ *
+ * @example
+ * ```ts
+ * const rows = exactHeadRows(plan.head, split.activationOfZero);
+ * if (rows) await sweepIncremental(split, out, labels, ranking, { rows });
+ * ```
+ */
+export function exactHeadRows(head: LinearHead, fill: number): RowSource | null {
+  const activation = activationOf(head.dense);
+  if ((activation !== "relu" && activation !== "linear") || !sparseDenseSupported()) return null;
+  const { inputs } = head;
+  const [height, width, channels] = head.inputShape;
+  const perImage = height * width * channels;
+  const layers = [head.dense, ...(head.denseTail?.layers ?? [])];
+  const rest = head.denseTail ? head.denseTail.rest : head.rest;
+  let chain: SparseDenseChain | null = null;
+  let pruned: Float32Array = new Float32Array(0);
+  let g: Float32Array = new Float32Array(0);
+  let loaded = 0;
+  return {
+    rowShape: [inputs],
+    bytesPerRow: 8 * inputs + 8 * (rest?.suffixElementsPerImage ?? 16),
+    stateBytesPerImage: 4 * inputs,
+    imageBatch: 16,
+    async begin(out: LayerOutputs, start: number, n: number) {
+      if (!chain) {
+        const specs = await denseSpecs(layers);
+        specs[0].relu = activation === "relu";
+        chain = new SparseDenseChain(specs);
+        const p = tf.tidy(() => applyHead(head, tf.fill([1, height, width, channels], fill)));
+        pruned = await p.data() as Float32Array;
+        p.dispose();
+      }
+      const gT = tf.tidy(() =>
+        applyHead(
+          head,
+          tf.tensor4d(out.data.subarray(start * perImage, (start + n) * perImage), [
+            n,
+            height,
+            width,
+            channels,
+          ]),
+        )
+      );
+      g = await gT.data() as Float32Array;
+      gT.dispose();
+      loaded = n;
+    },
+    prune(c, changed) {
+      for (let i = 0; i < loaded; i++) {
+        let hit = false;
+        for (let at = c; at < inputs; at += channels) {
+          const gi = i * inputs + at;
+          if (Object.is(g[gi], pruned[at])) continue;
+          g[gi] = pruned[at];
+          hit = true;
+        }
+        if (hit) changed[i] = 1;
+      }
+    },
+    row(i, dst) {
+      dst.set(g.subarray(i * inputs, (i + 1) * inputs));
+    },
+    scores(rows) {
+      // Not used (scoreRows is), but a RowSource must have it: the same layers through TF.js.
+      return tf.tidy(() => {
+        let x = rows;
+        for (const layer of layers) x = layer.apply(x) as tf.Tensor;
+        return (rest ? rest.suffix(x as tf.Tensor4D) : x) as tf.Tensor2D;
+      });
+    },
+    scoreRows(stack: Float32Array, m: number, images: Int32Array): tf.Tensor2D {
+      const out = chain!.apply(stack, m, byImage(images, m));
+      return tf.tidy(() => {
+        const h = tf.tensor2d(out, [m, chain!.units]);
+        return (rest ? rest.suffix(h as unknown as tf.Tensor4D) : h) as tf.Tensor2D;
+      });
+    },
+  };
+}

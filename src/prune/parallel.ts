@@ -34,6 +34,8 @@ export interface PoolSweepOptions {
   algebra?: boolean;
   /** With the algebra: run the relu Dense layers after the first with the sparse kernel (default: on wasm and cpu). */
   sparseTail?: boolean;
+  /** Without the algebra: run the Dense head on the sparse kernel (exact; `exactHeadRows`). Default false. */
+  denseKernel?: boolean;
   /** How to share the work (default "images"). */
   split?: SweepSplit;
   /** Each worker's memory budget for one suffix call. */
@@ -310,6 +312,7 @@ export class SweepPool {
       order: ranking.order,
       algebra,
       sparseTail: opts.sparseTail,
+      denseKernel: opts.denseKernel,
       memoryBudgetBytes: opts.memoryBudgetBytes,
     };
     let correct: number[];

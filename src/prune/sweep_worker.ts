@@ -20,7 +20,7 @@ import { pickLayer } from "../model/layers.ts";
 import { type SplitModel, splitModelAsync } from "../model/split.ts";
 import type { Preprocessing } from "../types.ts";
 import { computeLayerOutputs, type LayerOutputs } from "./activations.ts";
-import { linearRows, planLinearHead } from "./linear_head.ts";
+import { exactHeadRows, linearRows, noKernel, planLinearHead } from "./linear_head.ts";
 import { sweepIncremental } from "./sweep_incremental.ts";
 import { postProgress, serveRequests } from "./worker_protocol.ts";
 
@@ -37,6 +37,7 @@ export type WorkerRequest =
     kValues: number[];
     algebra: boolean;
     sparseTail?: boolean;
+    denseKernel?: boolean;
     memoryBudgetBytes?: number;
   };
 
@@ -73,12 +74,16 @@ async function handle(msg: WorkerRequest): Promise<unknown> {
   }
   if (!kept) throw new Error("worker asked to sweep before it holds layer outputs");
   let rows;
-  if (msg.algebra) {
+  if (msg.algebra || msg.denseKernel) {
+    const flag = msg.algebra ? "--algebra" : "--dense-kernel";
     const plan = await planLinearHead(model, split.layer);
     if ("reason" in plan) {
-      throw new UserError(`--algebra does not apply after ${split.layer.name}: ${plan.reason}.`);
+      throw new UserError(`${flag} does not apply after ${split.layer.name}: ${plan.reason}.`);
     }
-    rows = linearRows(plan.head, split.activationOfZero, { sparseTail: msg.sparseTail });
+    rows = msg.algebra
+      ? linearRows(plan.head, split.activationOfZero, { sparseTail: msg.sparseTail })
+      : exactHeadRows(plan.head, split.activationOfZero) ?? undefined;
+    if (!rows) throw new UserError(noKernel(plan.head));
   }
   const ranking = { criterion: "pool", order: msg.order, scores: new Float64Array(0) };
   let rowsRun = 0;
