@@ -15,7 +15,7 @@ import { computeLayerOutputs } from "../src/prune/activations.ts";
 import { rankByMean } from "../src/prune/criteria.ts";
 import { exactHeadRows, linearRows, planLinearHead } from "../src/prune/linear_head.ts";
 import { sweepFast } from "../src/prune/sweep.ts";
-import { maskedRows, sweepIncremental } from "../src/prune/sweep_incremental.ts";
+import { maskedRows, type RowSource, sweepIncremental } from "../src/prune/sweep_incremental.ts";
 import { DEFAULT_PREPROCESSING } from "../src/types.ts";
 
 const fixture = (p: string) => fileURLToPath(new URL(`../fixtures/${p}`, import.meta.url));
@@ -24,6 +24,29 @@ const fixture = (p: string) => fileURLToPath(new URL(`../fixtures/${p}`, import.
 function noise(n: number, seed: number): Float32Array {
   let s = seed >>> 0;
   return new Float32Array(n).map(() => (s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5);
+}
+
+/** A VGG's last conv layer on `images` tiny test images: its outputs, ranking and linear head. */
+async function vggCase(model: tf.LayersModel, images: number) {
+  const ds = await loadTestSet(fixture("cifar10-tiny"), images);
+  const layer = pickLayer(model);
+  const split = splitModel(model, layer);
+  const out = await computeLayerOutputs(split, ds, DEFAULT_PREPROCESSING);
+  const plan = await planLinearHead(model, layer);
+  if ("reason" in plan) throw new Error(plan.reason);
+  return { ds, split, out, head: plan.head, ranking: rankByMean(out) };
+}
+
+/** A sweep's counts and every (image, K) row's prediction, with rows from `rows` (default: exact). */
+async function sweepPredictions(c: Awaited<ReturnType<typeof vggCase>>, rows?: RowSource) {
+  const seen: number[] = [];
+  const points = await sweepIncremental(c.split, c.out, c.ds.labels, c.ranking, {
+    rows,
+    onRows: (img, steps, predicted, m) => {
+      for (let r = 0; r < m; r++) seen.push(img[r] * 10000 + steps[r] * 10 + predicted[r]);
+    },
+  });
+  return { counts: points.map((p) => p.correct), rows: seen.sort((a, b) => a - b) };
 }
 
 Deno.test("SparseDenseChain: the floats of tf.fused.matMul on wasm, with odd sizes, zero rows and a row order", async () => {
@@ -68,23 +91,18 @@ Deno.test("SparseDenseChain: the floats of tf.fused.matMul on wasm, with odd siz
 
 Deno.test("linearRows on the VGG: the dense tail runs on the sparse kernel with the TF.js tail's scores and counts", async () => {
   await setupBackend("wasm");
-  const model = buildVgg({ width: 0.0625, seed: 5 });
-  const ds = await loadTestSet(fixture("cifar10-tiny"), 40);
-  const layer = pickLayer(model);
-  const split = splitModel(model, layer);
-  const out = await computeLayerOutputs(split, ds, DEFAULT_PREPROCESSING);
-  const plan = await planLinearHead(model, layer);
-  if ("reason" in plan) throw new Error(plan.reason);
-  assert.deepEqual(plan.head.denseTail?.layers.map((l) => l.name), ["fc2", "fc3"]);
-  assert.deepEqual(plan.head.denseTail?.rest?.suffixLayers, ["fc3_drop", "predictions"]);
+  const c = await vggCase(buildVgg({ width: 0.0625, seed: 5 }), 40);
+  const { split, out, head } = c;
+  assert.deepEqual(head.denseTail?.layers.map((l) => l.name), ["fc2", "fc3"]);
+  assert.deepEqual(head.denseTail?.rest?.suffixLayers, ["fc3_drop", "predictions"]);
 
   // Scores of the same rows (8 images at K = 0, 5 and 20), both ways.
-  const sparse = linearRows(plan.head, split.activationOfZero, { sparseTail: true });
-  const plain = linearRows(plan.head, split.activationOfZero, { sparseTail: false });
+  const sparse = linearRows(head, split.activationOfZero, { sparseTail: true });
+  const plain = linearRows(head, split.activationOfZero, { sparseTail: false });
   assert.ok(sparse.scoreRows && !plain.scoreRows);
   await sparse.begin(out, 0, 8);
-  const order = rankByMean(out).order;
-  const units = plan.head.units;
+  const order = c.ranking.order;
+  const units = head.units;
   const stack = new Float32Array(24 * units), images = new Int32Array(24);
   let pruned = 0;
   for (const [j, k] of [0, 5, 20].entries()) {
@@ -100,20 +118,13 @@ Deno.test("linearRows on the VGG: the dense tail runs on the sparse kernel with 
   tf.dispose([got, want]);
 
   // Whole sweeps: the same prediction for every (image, K) row.
-  const predictions = async (sparseTail: boolean) => {
-    const seen: number[] = [];
-    const points = await sweepIncremental(split, out, ds.labels, rankByMean(out), {
-      rows: linearRows(plan.head, split.activationOfZero, { sparseTail }),
-      onRows: (img, steps, predicted, m) => {
-        for (let r = 0; r < m; r++) seen.push(img[r] * 10000 + steps[r] * 10 + predicted[r]);
-      },
-    });
-    return { counts: points.map((p) => p.correct), rows: seen.sort((a, b) => a - b) };
-  };
   const before = tf.memory().numTensors;
-  const a = await predictions(true);
+  const a = await sweepPredictions(c, linearRows(head, split.activationOfZero, { sparseTail: true }));
   assert.equal(tf.memory().numTensors, before);
-  assert.deepEqual(a, await predictions(false));
+  assert.deepEqual(
+    a,
+    await sweepPredictions(c, linearRows(head, split.activationOfZero, { sparseTail: false })),
+  );
 });
 
 for (const bn of [false, true]) {
@@ -132,32 +143,17 @@ for (const bn of [false, true]) {
         tf.dispose(values);
       }
     }
-    const ds = await loadTestSet(fixture("cifar10-tiny"), 60);
-    const layer = pickLayer(model);
-    const split = splitModel(model, layer);
-    const out = await computeLayerOutputs(split, ds, DEFAULT_PREPROCESSING);
-    const plan = await planLinearHead(model, layer);
-    if ("reason" in plan) throw new Error(plan.reason);
-    const ranking = rankByMean(out);
-    const run = async (rows?: ReturnType<typeof exactHeadRows>) => {
-      const seen: number[] = [];
-      const points = await sweepIncremental(split, out, ds.labels, ranking, {
-        rows: rows ?? undefined,
-        onRows: (img, steps, predicted, m) => {
-          for (let r = 0; r < m; r++) seen.push(img[r] * 10000 + steps[r] * 10 + predicted[r]);
-        },
-      });
-      return { counts: points.map((p) => p.correct), rows: seen.sort((a, b) => a - b) };
-    };
-    const rows = exactHeadRows(plan.head, split.activationOfZero);
+    const c = await vggCase(model, 60);
+    const { ds, split, out, head, ranking } = c;
+    const rows = exactHeadRows(head, split.activationOfZero);
     assert.ok(rows && rows.scoreRows);
     // Scores of 12 images at K = 0 and K = 10, bit for bit those of the exact TF.js rows.
     const exact = maskedRows(split);
     await rows.begin(out, 0, 12);
-    const stack = new Float32Array(24 * plan.head.inputs), images = new Int32Array(24);
-    for (let i = 0; i < 12; i++) rows.row(i, stack.subarray(i * plan.head.inputs));
+    const stack = new Float32Array(24 * head.inputs), images = new Int32Array(24);
+    for (let i = 0; i < 12; i++) rows.row(i, stack.subarray(i * head.inputs));
     for (let p = 0; p < 10; p++) rows.prune(ranking.order[p], new Uint8Array(12));
-    for (let i = 0; i < 12; i++) rows.row(i, stack.subarray((12 + i) * plan.head.inputs));
+    for (let i = 0; i < 12; i++) rows.row(i, stack.subarray((12 + i) * head.inputs));
     for (let r = 0; r < 24; r++) images[r] = r % 12;
     const got0 = rows.scoreRows(stack, 24, images);
     const want0 = exact.scores(tf.tensor(stack, [24, ...split.pushdown!.shape]));
@@ -168,9 +164,9 @@ for (const bn of [false, true]) {
     );
     tf.dispose([got0, want0]);
     const before = tf.memory().numTensors;
-    const got = await run(rows);
+    const got = await sweepPredictions(c, rows);
     assert.equal(tf.memory().numTensors, before);
-    assert.deepEqual(got, await run());
+    assert.deepEqual(got, await sweepPredictions(c));
     assert.deepEqual(got.counts, (await sweepFast(split, out, ds.labels, ranking)).map((p) => p.correct));
   });
 }
