@@ -38,7 +38,7 @@ import { UserError } from "../src/errors.ts";
 import { parseFlags, positiveInt, positiveNumber } from "../src/cli/args.ts";
 import { loadTestSet, sliceDataset } from "../src/data/cifar10.ts";
 import { loadModel } from "../src/model/load.ts";
-import { type LayerRef, pickLayer } from "../src/model/layers.ts";
+import { pickLayer } from "../src/model/layers.ts";
 import { type SplitModel, splitModelAsync } from "../src/model/split.ts";
 import { buildVgg } from "../src/model/vgg.ts";
 import { computeLayerOutputs, type LayerOutputs } from "../src/prune/activations.ts";
@@ -46,7 +46,7 @@ import { rankByMean } from "../src/prune/criteria.ts";
 import { resolveKValues, sweepFast } from "../src/prune/sweep.ts";
 import { sweepNaive } from "../src/prune/naive.ts";
 import { changeCounts, sweepIncremental } from "../src/prune/sweep_incremental.ts";
-import { exactHeadRows, linearRows, noKernel, planLinearHead } from "../src/prune/linear_head.ts";
+import { engineRows, type RowEngine } from "../src/prune/linear_head.ts";
 import { SweepPool, type SweepSplit } from "../src/prune/parallel.ts";
 import { Progress } from "../src/ui/progress.ts";
 import { type Dataset, DEFAULT_PREPROCESSING, type Preprocessing, type SweepPoint } from "../src/types.ts";
@@ -90,9 +90,9 @@ interface Options {
   backend: BackendName;
   workers: number;
   split: SweepSplit;
-  algebra: boolean;
+  /** --algebra / --dense-kernel / neither. */
+  engine: RowEngine;
   plainTail: boolean;
-  denseKernel: boolean;
   kSubset?: number[];
   naiveImages?: number;
   verify: boolean;
@@ -153,9 +153,8 @@ function parseOptions(args: string[]): Options | null {
     backend: values.backend as BackendName,
     workers: positiveInt("workers", values.workers, 1),
     split: values.split,
-    algebra: values.algebra!,
+    engine: values.algebra ? "algebra" : values["dense-kernel"] ? "dense-kernel" : "exact",
     plainTail: values["plain-tail"]!,
-    denseKernel: values["dense-kernel"]!,
     kSubset: values["k-subset"] === undefined ? undefined : parseKs(values["k-subset"]),
     naiveImages: values["naive-images"] === undefined
       ? undefined
@@ -272,6 +271,11 @@ async function fastRun(
   const layer = pickLayer(loaded.model);
   const split = await splitModelAsync(loaded.model, layer);
   const ks = resolveKValues(undefined, layer.channels);
+  const engine = opts.engine;
+  const sparseTail = opts.plainTail ? false : undefined;
+  // Built here, before the prefix pass, so that an engine that does not apply fails at once (the
+  // workers build their own).
+  const rows = await engineRows(loaded.model, split, engine, { sparseTail });
   let pool: SweepPool | null = null;
   try {
     if (opts.workers > 1) {
@@ -285,7 +289,9 @@ async function fastRun(
       `bench ${name}: ${loaded.label}, layer ${layer.name} (${
         layer.outputShape.join("x")
       }), ${test.count} images, ` +
-        `${ks.length} K values, ${backend}, ${opts.workers} worker(s)${opts.algebra ? ", algebra" : ""}`,
+        `${ks.length} K values, ${backend}, ${opts.workers} worker(s)${
+          engine === "exact" ? "" : `, ${engine}`
+        }`,
     );
     const prefixBar = new Progress({ label: `${name} prefix`, total: test.count, unit: "img" });
     const outputs = await clock.time(
@@ -302,30 +308,12 @@ async function fastRun(
     const points = await clock.time("sweep", async () => {
       if (pool) {
         return await pool.sweep(outputs, test.labels, ranking, {
-          algebra: opts.algebra,
-          sparseTail: opts.plainTail ? false : undefined,
-          denseKernel: opts.denseKernel,
+          engine,
+          sparseTail,
           split: opts.split,
           memoryBudgetBytes: opts.budget,
           onProgress: (k) => sweepBar.set(k),
         });
-      }
-      let rows;
-      if (opts.algebra) {
-        const plan = await planLinearHead(loaded.model, layer);
-        if ("reason" in plan) {
-          throw new UserError(`--algebra does not apply after ${layer.name}: ${plan.reason}.`);
-        }
-        rows = linearRows(plan.head, split.activationOfZero, {
-          sparseTail: opts.plainTail ? false : undefined,
-        });
-      } else if (opts.denseKernel) {
-        const plan = await planLinearHead(loaded.model, layer);
-        if ("reason" in plan) {
-          throw new UserError(`--dense-kernel does not apply after ${layer.name}: ${plan.reason}.`);
-        }
-        rows = exactHeadRows(plan.head, split.activationOfZero) ?? undefined;
-        if (!rows) throw new UserError(noKernel(plan.head));
       }
       return await sweepIncremental(split, outputs, test.labels, ranking, {
         rows,
@@ -355,11 +343,9 @@ async function fastRun(
       backend,
       workers: opts.workers,
       split: opts.workers > 1 ? opts.split : null,
-      engine: opts.algebra
-        ? `change-only + dense algebra${
-          (await usesSparseTail(loaded.model, layer, opts, backend)) ? " + sparse dense tail" : ""
-        }`
-        : opts.denseKernel
+      engine: engine === "algebra"
+        ? `change-only + dense algebra${rows?.scoreRows ? " + sparse dense tail" : ""}`
+        : engine === "dense-kernel"
         ? "change-only + dense kernel (exact)"
         : "change-only (exact)",
       seconds: clock.wall,
@@ -388,13 +374,6 @@ async function fastRun(
   }
 }
 
-/** Whether the run's algebra scored with the sparse dense tail (linearRows' default). */
-async function usesSparseTail(model: tf.LayersModel, layer: LayerRef, opts: Options, backend: string) {
-  if (!opts.algebra || opts.plainTail || backend === "webgpu") return false;
-  const plan = await planLinearHead(model, layer);
-  return "head" in plan && plan.head.denseTail !== null;
-}
-
 /** Compare the run's counts with the single-process sweepFast; with the algebra, also count differing predictions. */
 async function verify(
   split: SplitModel,
@@ -415,7 +394,7 @@ async function verify(
     maxCountDifference: Math.max(0, ...reference.map((p, j) => Math.abs(p.correct - points[j].correct))),
     seconds: round((performance.now() - t0) / 1000),
   };
-  if (opts.algebra) {
+  if (opts.engine === "algebra") {
     // Per (image, K) predictions of the exact rows and of the algebra rows.
     const ks = reference.length;
     const record =
@@ -424,15 +403,10 @@ async function verify(
       };
     const exact = new Int8Array(outputs.count * ks), algebra = new Int8Array(outputs.count * ks);
     await sweepIncremental(split, outputs, labels, ranking, { onRows: record(exact) });
-    const plan = await planLinearHead(model, split.layer);
-    if ("head" in plan) {
-      await sweepIncremental(split, outputs, labels, ranking, {
-        rows: linearRows(plan.head, split.activationOfZero, {
-          sparseTail: opts.plainTail ? false : undefined,
-        }),
-        onRows: record(algebra),
-      });
-    }
+    await sweepIncremental(split, outputs, labels, ranking, {
+      rows: await engineRows(model, split, "algebra", { sparseTail: opts.plainTail ? false : undefined }),
+      onRows: record(algebra),
+    });
     let images = 0, pairs = 0;
     for (let i = 0; i < outputs.count; i++) {
       let e = 0, a = 0, differs = false;

@@ -17,7 +17,7 @@ interface Adapter {
  * On a machine without a desktop session, Mesa's Vulkan drivers load libwayland, which prints
  * "error: XDG_RUNTIME_DIR is invalid or not set in the environment." (twice) when that variable
  * is unset. It only checks for an absolute path, then finds no display and carries on, so we
- * give it the temp folder: our one-line errors stay one line.
+ * give it the temp folder before anything touches `navigator.gpu`: our one-line errors stay one line.
  */
 function quietWayland(): void {
   try {
@@ -76,6 +76,7 @@ export async function setupBackend(name: BackendName): Promise<Exclude<BackendNa
   let target = name;
   if (target === "auto") target = (await hasRealGpu()) ? "webgpu" : "wasm";
   if (target === "webgpu") {
+    quietWayland(); // `--backend webgpu` reaches the drivers without gpuAdapter()
     await import("@tensorflow/tfjs-backend-webgpu");
     // The packed matmul program for every shape: the split-K program adds with atomics, so its
     // sums (and a sweep's counts) could change with batch size and from run to run.

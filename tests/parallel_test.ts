@@ -73,7 +73,7 @@ for (
       // Outputs computed elsewhere are sent to the workers; a K subset; the algebra path.
       const subset = await pool.sweep(out, ds.labels, ranking, { kValues: [3, 0, layer.channels] });
       assert.deepEqual(subset, [want[0], want[3], want[layer.channels]]);
-      const algebra = await pool.sweep(out, ds.labels, ranking, { algebra: true, split: "k" });
+      const algebra = await pool.sweep(out, ds.labels, ranking, { engine: "algebra", split: "k" });
       assert.deepEqual(algebra.map((p) => p.correct), want.map((p) => p.correct));
     } finally {
       pool.close();
@@ -90,7 +90,7 @@ Deno.test("SweepPool: a layer the algebra cannot go through is one clear error",
   try {
     const out = await pool.layerOutputs(ds, preprocessing);
     await assert.rejects(
-      pool.sweep(out, ds.labels, rankByMean(out), { algebra: true }),
+      pool.sweep(out, ds.labels, rankByMean(out), { engine: "algebra" }),
       (e: Error) => e.name === "UserError" && /--algebra does not apply after conv2/.test(e.message),
     );
   } finally {

@@ -60,6 +60,11 @@ async function modelWith(edit: (dir: string) => Promise<void>): Promise<string> 
   return join(dir, "model.json");
 }
 
+/** `sweep` of `model` on the tiny data into `out` with wasm, plus `extra` flags. */
+function sweepArgs(model: string, out: string, ...extra: string[]): string[] {
+  return ["sweep", "--model", model, "--data", TINY_DATA, "--out", out, "--backend", "wasm", ...extra];
+}
+
 async function expectOneLineFailure(args: string[], pattern: RegExp): Promise<void> {
   const out = await Deno.makeTempDir();
   const { code, stderr } = await runMain(["sweep", "--backend", "wasm", "--out", join(out, "run"), ...args]);
@@ -200,17 +205,7 @@ Deno.test("sweep CLI process: exit code 1, one stderr line, no stack trace", asy
 
 Deno.test("sweep: a good run writes every promised file, and sweep.csv agrees with sweep.json", async () => {
   const out = await Deno.makeTempDir();
-  const { code } = await runMain([
-    "sweep",
-    "--model",
-    TINY_MODEL,
-    "--data",
-    TINY_DATA,
-    "--out",
-    out,
-    "--backend",
-    "wasm",
-  ]);
+  const { code } = await runMain(sweepArgs(TINY_MODEL, out));
   assert.equal(code, 0);
   assert.deepEqual(
     (await filesIn(out)).filter((f) => !f.startsWith("sweep_")),
@@ -267,18 +262,7 @@ Deno.test("sweep --algebra and --dense-kernel on the shipped VGG: the exact engi
   const model = fixture("models/default/model.json");
   const counts = async (extra: string[]) => {
     const out = await Deno.makeTempDir();
-    const { code, stderr } = await runMain([
-      "sweep",
-      "--model",
-      model,
-      "--data",
-      TINY_DATA,
-      "--out",
-      out,
-      "--backend",
-      "wasm",
-      ...extra,
-    ]);
+    const { code, stderr } = await runMain(sweepArgs(model, out, ...extra));
     assert.equal(code, 0, stderr.join("\n"));
     const json = JSON.parse(await Deno.readTextFile(join(out, "sweep.json")));
     await Deno.remove(out, { recursive: true });

@@ -24,8 +24,8 @@ import { assertUncoupled } from "../prune/topology.ts";
 import { type CriterionRun, summarizeRuns, verdictsAt } from "../prune/compare.ts";
 import { comparisonSeries, comparisonTable, detailTable, rankingTable } from "../report/criteria_tables.ts";
 import { sweepFast } from "../prune/sweep.ts";
-import { type RowSource, sweepIncremental } from "../prune/sweep_incremental.ts";
-import { exactHeadRows, linearRows, noKernel, planLinearHead } from "../prune/linear_head.ts";
+import { sweepIncremental } from "../prune/sweep_incremental.ts";
+import { engineRows } from "../prune/linear_head.ts";
 import { SweepPool } from "../prune/parallel.ts";
 import { sweepNaive } from "../prune/naive.ts";
 import { largestKWithin, SUMMARY_BANDS } from "../prune/summary.ts";
@@ -174,6 +174,9 @@ export async function run(args: string[]): Promise<void> {
 
   t0 = performance.now();
   const split = await splitModelAsync(loaded.model, layer);
+  // --algebra / --dense-kernel: their rows (linear_head.ts), refused here, before the prefix pass,
+  // where they do not apply; one source serves every ranking's sweep.
+  const rows = engine === "naive" ? undefined : await engineRows(loaded.model, split, engine);
   // --workers N: the prefix pass and the fast sweeps shared by N workers (closed when run() returns).
   // The pool cuts the model with synchronous reads (parallel.ts), which WebGPU cannot do.
   if (workers > 1 && backend === "webgpu") {
@@ -210,21 +213,6 @@ export async function run(args: string[]): Promise<void> {
     total: ks.length * rankings.length,
     unit: "K",
   });
-  // --algebra: the first Dense layer after the pruned layer, updated per channel; --dense-kernel:
-  // the Dense head on our sparse kernel, exact (both in linear_head.ts).
-  let engineRows: (() => RowSource) | null = null;
-  if (engine === "algebra" || engine === "dense-kernel") {
-    const plan = await planLinearHead(loaded.model, layer);
-    if ("reason" in plan) {
-      throw new UserError(`--${engine} does not apply after ${layer.name}: ${plan.reason}. Run without it.`);
-    }
-    if (engine === "dense-kernel" && !exactHeadRows(plan.head, split.activationOfZero)) {
-      throw new UserError(noKernel(plan.head));
-    }
-    engineRows = engine === "algebra"
-      ? () => linearRows(plan.head, split.activationOfZero)
-      : () => exactHeadRows(plan.head, split.activationOfZero)!;
-  }
   // One sweep per ranking, all from the same cached layer outputs (or, --naive, the same model).
   const runs: CriterionRun[] = [];
   for (const [i, r] of rankings.entries()) {
@@ -235,13 +223,12 @@ export async function run(args: string[]): Promise<void> {
       ? await pool.sweep(outputs, test.labels, r.ranking, {
         kValues,
         onProgress,
-        algebra: engine === "algebra",
-        denseKernel: engine === "dense-kernel",
+        engine: engine === "naive" ? undefined : engine,
       })
-      : engineRows
+      : rows
       ? await sweepIncremental(split, outputs, test.labels, r.ranking, {
         kValues,
-        rows: engineRows(),
+        rows,
         onWork: (done, total) => onProgress(Math.floor((done / total) * ks.length)),
       })
       : await sweepFast(split, outputs, test.labels, r.ranking, { kValues, onProgress });

@@ -162,6 +162,8 @@ export class SparseDenseChain {
   #block: BlockFn;
   #layers: Layer[] = [];
   #fixed: number; // floats taken by weights and biases
+  #widest: number; // floats per row in the work buffers: every input or output, plus input-block padding
+  #zeros: Float32Array; // what a padding slot reads
 
   constructor(specs: DenseSpec[]) {
     if (specs.length === 0) throw new Error("a dense chain needs at least one layer");
@@ -179,6 +181,10 @@ export class SparseDenseChain {
       floats += stride;
     }
     this.#fixed = floats;
+    const inputs = Math.max(...specs.map((s) => s.inputs));
+    this.#widest = Math.max(inputs, ...this.#layers.map((l) => l.stride)) +
+      Math.ceil(inputs / K_BLOCK) * UNROLL;
+    this.#zeros = new Float32Array(inputs);
     this.#memory = new WebAssembly.Memory({ initial: Math.ceil((floats * 4) / 65536) + 1 });
     const instance = new WebAssembly.Instance(compiled, { env: { memory: this.#memory } });
     this.#block = instance.exports.block as BlockFn;
@@ -205,9 +211,7 @@ export class SparseDenseChain {
     }
     const blocks = Math.ceil(rows / ROWS);
     const slots = blocks * ROWS;
-    // Room per block: every input, plus the padding of each input block.
-    const widest = Math.max(...this.#layers.map((l) => Math.max(l.inputs, l.stride))) +
-      Math.ceil(Math.max(...this.#layers.map((l) => l.inputs)) / K_BLOCK) * UNROLL;
+    const widest = this.#widest;
     // Memory after the weights: packed inputs (slots x widest), their indices (blocks x widest),
     // and two output buffers (slots x widest each).
     const pack = this.#fixed, idx = pack + slots * widest, out0 = idx + blocks * widest;
@@ -227,12 +231,11 @@ export class SparseDenseChain {
     for (const layer of this.#layers) {
       const kBlocks = Math.ceil(layer.inputs / K_BLOCK);
       // Pack each block's rows over the inputs where one of them is non-zero.
-      const zeros = new Float32Array(layer.inputs);
       for (let b = 0; b < blocks; b++) {
         // The block's four rows (a padding slot reads zeros).
         const row = (r: number) => {
           const s = b * ROWS + r;
-          if (rowAt[s] < 0) return zeros;
+          if (rowAt[s] < 0) return this.#zeros;
           const at = srcBase + (bySlot ? s : rowAt[s]) * srcStride;
           return src.subarray(at, at + layer.inputs);
         };

@@ -25,6 +25,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { LayerRef } from "../model/layers.ts";
 import { type SplitModel, splitModelAsync } from "../model/split.ts";
+import { UserError } from "../errors.ts";
 import type { LayerOutputs } from "./activations.ts";
 import type { RowSource } from "./sweep_incremental.ts";
 import { type DenseSpec, SparseDenseChain, sparseDenseSupported } from "../kernels/sparse_dense.ts";
@@ -365,15 +366,26 @@ export function linearRows(head: LinearHead, fill: number, opts: LinearRowsOptio
         scoreRows(stack: Float32Array, m: number, images: Int32Array): tf.Tensor2D {
           if (input.length < m * units) input = new Float32Array(m * units);
           for (let at = 0; at < m * units; at++) input[at] = stack[at] > 0 ? stack[at] : 0; // relu
-          const out = chain!.apply(input, m, byImage(images, m));
-          return tf.tidy(() => {
-            const h = tf.tensor2d(out, [m, chain!.units]);
-            return (tail!.rest ? tail!.rest.suffix(h as unknown as tf.Tensor4D) : h) as tf.Tensor2D;
-          });
+          return chainScores(chain!, tail!.rest, input, m, images);
         },
       }
       : {}),
   };
+}
+
+/** Scores of `m` rows of `x` through `chain` and then `rest` (the network after the chain), rows grouped by image. */
+function chainScores(
+  chain: SparseDenseChain,
+  rest: SplitModel | null,
+  x: Float32Array,
+  m: number,
+  images: Int32Array,
+): tf.Tensor2D {
+  const out = chain.apply(x, m, byImage(images, m));
+  return tf.tidy(() => {
+    const h = tf.tensor2d(out, [m, chain.units]);
+    return (rest ? rest.suffix(h as unknown as tf.Tensor4D) : h) as tf.Tensor2D;
+  });
 }
 
 /** The row indices 0..m-1 ordered by image (stably), so that an image's rows are adjacent. */
@@ -407,7 +419,7 @@ async function denseSpecs(layers: tf.layers.Layer[]): Promise<DenseSpec[]> {
 }
 
 /** Why `exactHeadRows` gave null, as one line. */
-export function noKernel(head: LinearHead): string {
+function noKernel(head: LinearHead): string {
   return `--dense-kernel does not apply: ${head.dense.name} is ${
     activationOf(head.dense)
   }, not relu or linear ` +
@@ -494,11 +506,41 @@ export function exactHeadRows(head: LinearHead, fill: number): RowSource | null 
       });
     },
     scoreRows(stack: Float32Array, m: number, images: Int32Array): tf.Tensor2D {
-      const out = chain!.apply(stack, m, byImage(images, m));
-      return tf.tidy(() => {
-        const h = tf.tensor2d(out, [m, chain!.units]);
-        return (rest ? rest.suffix(h as unknown as tf.Tensor4D) : h) as tf.Tensor2D;
-      });
+      return chainScores(chain!, rest, stack, m, images);
     },
   };
+}
+
+/** The change-only sweep's engines: exact masked rows, the Dense algebra, or the exact rows through the kernel. */
+export type RowEngine = "exact" | "algebra" | "dense-kernel";
+
+/**
+ * The row source of `engine` for a sweep of `split`'s layer (undefined for "exact": the masked
+ * rows, `sweepIncremental`'s default). A layer the engine does not apply after is a one-line
+ * UserError naming the flag (`--algebra`, `--dense-kernel`). One source serves any number of
+ * sweeps in turn: `begin` starts it over, and the weights are read once.
+ *
+ * @example
+ * ```ts
+ * const rows = await engineRows(model, split, "dense-kernel");
+ * await sweepIncremental(split, out, labels, ranking, { rows });
+ * ```
+ */
+export async function engineRows(
+  model: tf.LayersModel,
+  split: SplitModel,
+  engine: RowEngine,
+  opts: LinearRowsOptions = {},
+): Promise<RowSource | undefined> {
+  if (engine === "exact") return undefined;
+  const plan = await planLinearHead(model, split.layer);
+  if ("reason" in plan) {
+    throw new UserError(
+      `--${engine} does not apply after ${split.layer.name}: ${plan.reason}. Run without it.`,
+    );
+  }
+  if (engine === "algebra") return linearRows(plan.head, split.activationOfZero, opts);
+  const rows = exactHeadRows(plan.head, split.activationOfZero);
+  if (!rows) throw new UserError(noKernel(plan.head));
+  return rows;
 }

@@ -22,6 +22,7 @@ import { resolveKValues, sweepPoint } from "./sweep.ts";
 import { changeCounts } from "./sweep_incremental.ts";
 import type { SweepShare, WorkerRequest } from "./sweep_worker.ts";
 import type { WorkerReply } from "./worker_protocol.ts";
+import type { RowEngine } from "./linear_head.ts";
 
 /** How the sweep's work is shared: by images or by K values. */
 export type SweepSplit = "images" | "k";
@@ -30,12 +31,10 @@ export type SweepSplit = "images" | "k";
 export interface PoolSweepOptions {
   /** The K values to evaluate (default 0..C). */
   kValues?: number[];
-  /** Use the Dense-layer algebra (linear_head.ts; not bit-exact). Default false. */
-  algebra?: boolean;
+  /** The rows each worker sweeps (linear_head.ts `engineRows`; "algebra" is not bit-exact). Default "exact". */
+  engine?: RowEngine;
   /** With the algebra: run the relu Dense layers after the first with the sparse kernel (default: on wasm and cpu). */
   sparseTail?: boolean;
-  /** Without the algebra: run the Dense head on the sparse kernel (exact; `exactHeadRows`). Default false. */
-  denseKernel?: boolean;
   /** How to share the work (default "images"). */
   split?: SweepSplit;
   /** Each worker's memory budget for one suffix call. */
@@ -288,7 +287,7 @@ export class SweepPool {
 
   /**
    * Accuracy for each K, the work shared between the workers. Same counts as one worker's
-   * `sweepIncremental` (and so as `sweepFast`) with `algebra` off.
+   * `sweepIncremental` (and so as `sweepFast`, unless the engine is "algebra").
    */
   async sweep(
     out: LayerOutputs,
@@ -297,7 +296,6 @@ export class SweepPool {
     opts: PoolSweepOptions = {},
   ): Promise<SweepPoint[]> {
     const ks = resolveKValues(opts.kValues, out.channels);
-    const algebra = opts.algebra ?? false;
     const splitBy = opts.split ?? "images";
     const workDone = this.workers.map(() => 0);
     const workTotal = this.workers.map(() => 1);
@@ -310,9 +308,8 @@ export class SweepPool {
     const base = {
       type: "sweep" as const,
       order: ranking.order,
-      algebra,
+      engine: opts.engine ?? "exact",
       sparseTail: opts.sparseTail,
-      denseKernel: opts.denseKernel,
       memoryBudgetBytes: opts.memoryBudgetBytes,
     };
     let correct: number[];

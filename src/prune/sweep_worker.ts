@@ -10,18 +10,17 @@
  * - `init` {backend, artifacts, layer}: set up the backend, build the model, cut it at `layer`.
  * - `prefix` {images, count, prep, batch}: compute and keep the layer outputs of these images; answer with them.
  * - `outputs` {outputs}: keep these layer outputs instead.
- * - `sweep` {labels, order, kValues, algebra, memoryBudgetBytes}: sweep the kept outputs; answer
+ * - `sweep` {labels, order, kValues, engine, sparseTail, memoryBudgetBytes}: sweep the kept outputs; answer
  *   with the counts and the number of suffix rows run (`SweepShare`).
  */
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, setupBackend } from "../backend.ts";
-import { UserError } from "../errors.ts";
 import { pickLayer } from "../model/layers.ts";
 import { type SplitModel, splitModelAsync } from "../model/split.ts";
 import type { Preprocessing } from "../types.ts";
 import { computeLayerOutputs, type LayerOutputs } from "./activations.ts";
-import { exactHeadRows, linearRows, noKernel, planLinearHead } from "./linear_head.ts";
-import { sweepIncremental } from "./sweep_incremental.ts";
+import { engineRows, type RowEngine } from "./linear_head.ts";
+import { type RowSource, sweepIncremental } from "./sweep_incremental.ts";
 import { postProgress, serveRequests } from "./worker_protocol.ts";
 
 /** A request to a worker. */
@@ -35,9 +34,8 @@ export type WorkerRequest =
     labels: Uint8Array;
     order: number[];
     kValues: number[];
-    algebra: boolean;
+    engine: RowEngine;
     sparseTail?: boolean;
-    denseKernel?: boolean;
     memoryBudgetBytes?: number;
   };
 
@@ -50,12 +48,15 @@ export interface SweepShare {
 let model: tf.LayersModel | null = null;
 let split: SplitModel | null = null;
 let kept: LayerOutputs | null = null;
+// The row source of the last sweep, kept for the next one with the same engine (weights read once).
+let rowsFor: { key: string; rows: RowSource | undefined } | null = null;
 
 async function handle(msg: WorkerRequest): Promise<unknown> {
   if (msg.type === "init") {
     const backend = await setupBackend(msg.backend);
     model = await tf.loadLayersModel(tf.io.fromMemory(msg.artifacts));
     split = await splitModelAsync(model, pickLayer(model, msg.layer));
+    rowsFor = null;
     return backend;
   }
   if (!model || !split) throw new Error("worker used before init");
@@ -73,18 +74,11 @@ async function handle(msg: WorkerRequest): Promise<unknown> {
     return kept.count;
   }
   if (!kept) throw new Error("worker asked to sweep before it holds layer outputs");
-  let rows;
-  if (msg.algebra || msg.denseKernel) {
-    const flag = msg.algebra ? "--algebra" : "--dense-kernel";
-    const plan = await planLinearHead(model, split.layer);
-    if ("reason" in plan) {
-      throw new UserError(`${flag} does not apply after ${split.layer.name}: ${plan.reason}.`);
-    }
-    rows = msg.algebra
-      ? linearRows(plan.head, split.activationOfZero, { sparseTail: msg.sparseTail })
-      : exactHeadRows(plan.head, split.activationOfZero) ?? undefined;
-    if (!rows) throw new UserError(noKernel(plan.head));
+  const key = `${msg.engine}/${msg.sparseTail}`;
+  if (rowsFor?.key !== key) {
+    rowsFor = { key, rows: await engineRows(model, split, msg.engine, { sparseTail: msg.sparseTail }) };
   }
+  const rows = rowsFor.rows;
   const ranking = { criterion: "pool", order: msg.order, scores: new Float64Array(0) };
   let rowsRun = 0;
   const points = await sweepIncremental(split, kept, msg.labels, ranking, {

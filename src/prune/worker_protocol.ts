@@ -17,7 +17,7 @@ export type WorkerReply =
 let tfPeakBytes = 0;
 
 /** Record the current tf.memory() in the worker's peak. */
-export function sampleMemory(): void {
+function sampleMemory(): void {
   tfPeakBytes = Math.max(tfPeakBytes, tf.memory().numBytes);
 }
 
