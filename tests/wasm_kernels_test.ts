@@ -31,6 +31,10 @@ const convCases: [string, number[], number[], number | [number, number], "same" 
   ["5x3 valid", [3, 10, 7, 2], [5, 3, 2, 4], 1, "valid"],
   ["3x3 valid strides 2,3", [2, 11, 11, 3], [3, 3, 3, 2], [2, 3], "valid"],
   ["4x2 same (uneven padding)", [2, 10, 10, 3], [4, 2, 3, 2], 1, "same"],
+  ["3x3 same stride 2, odd size", [2, 9, 9, 3], [3, 3, 3, 4], 2, "same"],
+  ["1x1 same stride 2 (a projection shortcut)", [2, 8, 8, 4], [1, 1, 4, 6], 2, "same"],
+  ["3x3 valid stride 2, even size (a row past the last window)", [2, 10, 10, 2], [3, 3, 2, 3], 2, "valid"],
+  ["2x2 valid stride 3", [1, 8, 7, 2], [2, 2, 2, 3], 3, "valid"],
 ];
 
 for (const [name, xs, fs, strides, pad] of convCases) {

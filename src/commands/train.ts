@@ -11,21 +11,32 @@ import { parseFlags, positiveInt, positiveNumber } from "../cli/args.ts";
 import { CLASS_NAMES, loadTestSet, loadTrainSet } from "../data/cifar10.ts";
 import { resolveDataDir } from "../data/fetch.ts";
 import { fileSaver } from "../model/tfjs_io.ts";
-import { vggMultiplyAdds } from "../model/vgg.ts";
+import { modelCost } from "../prune/flops.ts";
 import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
 import { trainingCurveChart } from "../viz/charts.ts";
-import { DEFAULT_RECIPE, type EpochLog, evaluateLoss, train, type TrainRecipe } from "../train/trainer.ts";
+import {
+  buildNetwork,
+  DEFAULT_RECIPE,
+  type EpochLog,
+  evaluateLoss,
+  train,
+  TRAIN_ARCHS,
+  type TrainArch,
+  type TrainRecipe,
+} from "../train/trainer.ts";
 import { formatSeconds, Progress } from "../ui/progress.ts";
 
 const HELP = `deno task train [options]
 
-Train the lab's VGG-16-style CIFAR-10 network (13 conv 3x3 + BatchNorm, 5 max-pools, dense
-4096-1024-512-10, every size scaled by --width) with SGD + Nesterov momentum, a one-cycle learning
-rate, weight decay, label smoothing, random crop + flip, and a held-out validation split.
+Train a CIFAR-10 network: the lab's VGG-16-style network (13 conv 3x3 + BatchNorm, 5 max-pools,
+dense 4096-1024-512-10, every size scaled by --width) or ResNet-20 (--arch resnet20), with SGD +
+Nesterov momentum, a one-cycle learning rate, weight decay, label smoothing, random crop + flip,
+and a held-out validation split.
 A checkpoint is written after every epoch; --resume continues an interrupted run exactly.
 
 Options:
   --data DIR        CIFAR-10 binary folder (else CIFAR10_DIR, else the cache; fetched if missing)
+  --arch A         vgg16 | resnet20                                    (default vgg16)
   --width W         channel/unit multiplier, 1.0 = the lab's full size   (default ${DEFAULT_RECIPE.width})
   --epochs N        epochs                                              (default ${DEFAULT_RECIPE.epochs})
   --batch N         batch size                                          (default ${DEFAULT_RECIPE.batch})
@@ -59,6 +70,7 @@ export function parseDropout(v: string | undefined): [number, number] | undefine
 export async function run(args: string[]): Promise<void> {
   const values = parseFlags(args, {
     data: { type: "string" },
+    arch: { type: "string", default: "vgg16" },
     width: { type: "string" },
     epochs: { type: "string" },
     batch: { type: "string" },
@@ -78,8 +90,13 @@ export async function run(args: string[]): Promise<void> {
     return;
   }
   const dropout = parseDropout(values.dropout);
+  const arch = values.arch as TrainArch;
+  if (!TRAIN_ARCHS.includes(arch)) {
+    throw new UserError(`--arch wants one of ${TRAIN_ARCHS.join(", ")}, got '${values.arch}'.`);
+  }
   const recipe: TrainRecipe = {
     ...DEFAULT_RECIPE,
+    arch,
     blockDropout: dropout?.[0] ?? DEFAULT_RECIPE.blockDropout,
     denseDropout: dropout?.[1] ?? DEFAULT_RECIPE.denseDropout,
     width: positiveNumber("width", values.width, DEFAULT_RECIPE.width),
@@ -102,10 +119,10 @@ export async function run(args: string[]): Promise<void> {
   }
   const test = await loadTestSet(dataDir);
   console.error(
-    `train: width ${recipe.width}, ${recipe.epochs} epochs, batch ${recipe.batch}, ${
+    `train: ${describeNetwork(recipe)}, ${recipe.epochs} epochs, batch ${recipe.batch}, ${
       data.count - recipe.valSize
     } training + ${recipe.valSize} validation images, backend ${backend}, ` +
-      `${(vggMultiplyAdds(recipe.width) / 1e6).toFixed(1)}M multiply-adds per image`,
+      `${(modelCost(buildNetwork(recipe)).multiplyAdds / 1e6).toFixed(1)}M multiply-adds per image`,
   );
   const started = performance.now();
   let bar: Progress | undefined;
@@ -196,7 +213,12 @@ async function writeLog(
   await writeChart(
     join(out, "training"),
     trainingCurveChart(history, {
-      title: `VGG-16 width ${info.recipe.width}: test accuracy ${(info.testAccuracy * 100).toFixed(1)}%`,
+      title: `${describeNetwork(info.recipe)}: test accuracy ${(info.testAccuracy * 100).toFixed(1)}%`,
     }),
   );
+}
+
+/** "VGG-16 width 0.25" or "ResNet-20", for the first line and the chart's title. */
+function describeNetwork(recipe: TrainRecipe): string {
+  return recipe.arch === "resnet20" ? "ResNet-20" : `VGG-16 width ${recipe.width}`;
 }

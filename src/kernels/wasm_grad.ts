@@ -58,7 +58,7 @@ function conv2DBackpropFilter(
     "channelsLast",
   );
   const run = kernelRunner(backend);
-  if (info.strideHeight === 1 && info.strideWidth === 1) {
+  if (info.dilationHeight === 1 && info.dilationWidth === 1) {
     return backpropFilterAsConv(x, dy, info, run, backend);
   }
   const temps: TensorInfo[] = [];
@@ -102,10 +102,11 @@ function conv2DBackpropFilter(
 }
 
 /**
- * Conv2DBackpropInput at stride 1 as a forward convolution: dX = conv(dY, W'), where W' is the
- * kernel flipped in space with its in/out channels swapped and the padding mirrored
- * (k - 1 - p). tfjs-backend-wasm's own kernel is a plain loop about ten times slower than its
- * XNNPACK forward conv; strided cases still go to it.
+ * Conv2DBackpropInput as a forward convolution: dX = conv(dY', W'), where W' is the kernel
+ * flipped in space with its in/out channels swapped, the padding mirrored (k - 1 - p), and dY'
+ * is dY with s - 1 zeros inserted between its rows and columns at stride s (`zeroUpsample`).
+ * tfjs-backend-wasm's own kernel is a plain loop about ten times slower than its XNNPACK forward
+ * conv; dilated convs still go to it.
  */
 function makeConv2DBackpropInput(original: KernelFunc | undefined): KernelFunc {
   return ((
@@ -134,31 +135,42 @@ function makeConv2DBackpropInput(original: KernelFunc | undefined): KernelFunc {
       false,
       "channelsLast",
     );
-    if (info.strideHeight !== 1 || info.strideWidth !== 1 || dataFormat === "NCHW" || !original) {
+    const { top, bottom, left, right } = info.padInfo;
+    const sh = info.strideHeight, sw = info.strideWidth;
+    // Rows (columns) of the padded input past the last window: they get no gradient.
+    const restH = info.inHeight + top + bottom - kh - (info.outHeight - 1) * sh;
+    const restW = info.inWidth + left + right - kw - (info.outWidth - 1) * sw;
+    const pads = [kh - 1 - top, kh - 1 - bottom + restH, kw - 1 - left, kw - 1 - right + restW];
+    if (
+      dataFormat === "NCHW" || info.dilationHeight !== 1 || info.dilationWidth !== 1 ||
+      pads.some((p) => p < 0)
+    ) {
       if (!original) throw new Error("Conv2DBackpropInput: no wasm kernel for this case");
       return original(args as never);
     }
     const run = kernelRunner(backend);
-    const { top, bottom, left, right } = info.padInfo;
+    const up = sh === 1 && sw === 1 ? dy : zeroUpsample(dy, sh, sw, backend as WasmBackend);
     const flipped = run("Reverse", { x: filter }, { dims: [0, 1] });
     const swapped = run("Transpose", { x: flipped }, { perm: [0, 1, 3, 2] });
-    const out = run("Conv2D", { x: dy, filter: swapped }, {
+    const out = run("Conv2D", { x: up, filter: swapped }, {
       strides: 1,
-      pad: [[0, 0], [kh - 1 - top, kh - 1 - bottom], [kw - 1 - left, kw - 1 - right], [0, 0]],
+      pad: [[0, 0], [pads[0], pads[1]], [pads[2], pads[3]], [0, 0]],
       dataFormat: "NHWC",
       dilations: 1,
       dimRoundingMode,
     });
-    backend.disposeData(flipped.dataId);
-    backend.disposeData(swapped.dataId);
+    for (const t of [flipped, swapped, ...(up === dy ? [] : [up])]) backend.disposeData(t.dataId);
     return out;
   }) as unknown as KernelFunc;
 }
 
 /**
- * Stride 1: dW[i, j, ci, co] = sum over n, h, w of xpad[n, h + i, w + j, ci] * dY[n, h, w, co] is
- * itself a convolution, of X^T (Cin "images" of N channels) with dY^T (an Ho x Wo filter from N to
- * Cout channels), which XNNPACK runs without materialising the patches.
+ * dW[i, j, ci, co] = sum over n, h, w of xpad[n, s*h + i, s*w + j, ci] * dY[n, h, w, co] is itself
+ * a convolution, of X^T (Cin "images" of N channels) with dY^T (an Ho x Wo filter from N to Cout
+ * channels, its taps spaced by the stride s: a dilated filter), which XNNPACK runs without
+ * materialising the patches. Where the padded input has rows or columns past the last window
+ * (a 'valid' conv whose stride does not divide the size), the result is cut to KH x KW.
+ * For an undilated conv (any stride).
  */
 function backpropFilterAsConv(
   x: TensorInfo,
@@ -171,13 +183,41 @@ function backpropFilterAsConv(
   const xt = run("Transpose", { x }, { perm: [3, 1, 2, 0] });
   const dyt = run("Transpose", { x: dy }, { perm: [1, 2, 0, 3] });
   const conv = run("Conv2D", { x: xt, filter: dyt }, {
-    strides: [info.dilationHeight, info.dilationWidth],
+    strides: 1,
     pad: [[0, 0], [top, bottom], [left, right], [0, 0]],
     dataFormat: "NHWC",
-    dilations: 1,
+    dilations: [info.strideHeight, info.strideWidth],
   });
-  const out = run("Transpose", { x: conv }, { perm: [1, 2, 0, 3] });
-  for (const t of [xt, dyt, conv]) backend.disposeData(t.dataId);
+  const [cin, kh, kw, cout] = conv.shape;
+  const cut = kh !== info.filterHeight || kw !== info.filterWidth
+    ? run("Slice", { x: conv }, {
+      begin: [0, 0, 0, 0],
+      size: [cin, info.filterHeight, info.filterWidth, cout],
+    })
+    : conv;
+  const out = run("Transpose", { x: cut }, { perm: [1, 2, 0, 3] });
+  for (const t of new Set([xt, dyt, conv, cut])) backend.disposeData(t.dataId);
+  return out;
+}
+
+/**
+ * dY with s - 1 zero rows (columns) inserted between its rows (columns): the gradient of a
+ * stride-s conv as the gradient of a stride-1 one. Plain TypeScript over the wasm heap.
+ */
+function zeroUpsample(dy: TensorInfo, sh: number, sw: number, backend: WasmBackend): TensorInfo {
+  const [n, h, w, c] = dy.shape;
+  const hu = (h - 1) * sh + 1, wu = (w - 1) * sw + 1;
+  const out = backend.makeOutput([n, hu, wu, c], "float32");
+  const src = backend.typedArrayFromHeap(dy), dst = backend.typedArrayFromHeap(out);
+  dst.fill(0);
+  for (let b = 0; b < n; b++) {
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const from = ((b * h + y) * w + x) * c;
+        dst.set(src.subarray(from, from + c), ((b * hu + y * sh) * wu + x * sw) * c);
+      }
+    }
+  }
   return out;
 }
 

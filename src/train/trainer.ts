@@ -9,6 +9,7 @@ import type { Dataset, Preprocessing } from "../types.ts";
 import { IMAGE_BYTES } from "../data/cifar10.ts";
 import { imagesToTensor } from "../data/tensors.ts";
 import { buildVgg } from "../model/vgg.ts";
+import { buildResnet20 } from "../model/resnet.ts";
 import { fileLoader, fileSaver } from "../model/tfjs_io.ts";
 import { writeFileAtomic } from "../report/atomic.ts";
 import { gatherBatch } from "./augment.ts";
@@ -19,6 +20,8 @@ import { NesterovSgd } from "./sgd.ts";
 
 /** Everything that determines a training run. */
 export interface TrainRecipe {
+  /** The network: the lab's VGG (scaled by `width`, the default) or ResNet-20 (`width` unused). */
+  arch?: TrainArch;
   width: number;
   epochs: number;
   batch: number;
@@ -33,6 +36,28 @@ export interface TrainRecipe {
   denseDropout: number;
   /** Short one-cycle schedules run after the main one (`train --resume --extend N`). */
   extraCycles?: { epochs: number; peakLr: number }[];
+}
+
+/** The networks `train` can build. */
+export const TRAIN_ARCHS = ["vgg16", "resnet20"] as const;
+export type TrainArch = typeof TRAIN_ARCHS[number];
+
+/**
+ * The untrained network a recipe describes.
+ *
+ * @example
+ * ```ts
+ * const model = buildNetwork({ ...DEFAULT_RECIPE, arch: "resnet20" });
+ * ```
+ */
+export function buildNetwork(recipe: TrainRecipe): tf.LayersModel {
+  if (recipe.arch === "resnet20") return buildResnet20({ seed: recipe.seed });
+  return buildVgg({
+    width: recipe.width,
+    seed: recipe.seed,
+    blockDropout: recipe.blockDropout,
+    denseDropout: recipe.denseDropout,
+  });
 }
 
 /** All epochs of a recipe: the main cycle's and the extra cycles'. */
@@ -182,7 +207,7 @@ export interface TrainHooks {
 }
 
 /**
- * Train (or resume training of) the VGG network; returns the model and the epoch history.
+ * Train (or resume training of) the recipe's network (`buildNetwork`); returns the model and the epoch history.
  * A checkpoint is written to `<outDir>/checkpoint` after every epoch.
  */
 export async function train(opts: {
@@ -220,12 +245,7 @@ export async function train(opts: {
     const bytes = await Deno.readFile(join(ckptDir, "optimizer.bin"));
     optState = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
   } else {
-    model = buildVgg({
-      width: recipe.width,
-      seed: recipe.seed,
-      blockDropout: recipe.blockDropout,
-      denseDropout: recipe.denseDropout,
-    });
+    model = buildNetwork(recipe);
     state = { recipe, preprocessing: channelStats(opts.data), epochsDone: 0, history: [] };
   }
   const prep = state.preprocessing;
