@@ -260,3 +260,35 @@ Deno.test("resizeBilinear matches tf.image.resizeBilinear (half-pixel centres), 
     200,
   ]);
 });
+
+Deno.test("openImageSet: the format is recognised from what --data holds", async () => {
+  const { detectFormat, openImageSet } = await import("../src/data/open.ts");
+  const tiny = new URL("../fixtures/cifar10-tiny", import.meta.url).pathname;
+  assert.equal(await detectFormat(tiny), "cifar10");
+  const set = await openImageSet(tiny, { limit: 7 });
+  assert.equal(set.count, 7);
+  assert.deepEqual(set.shape, { height: 32, width: 32, channels: 3 });
+  assert.equal(set.classNames[9], "truck");
+  await withTemp(async (dir) => {
+    await Deno.mkdir(join(dir, "idx"));
+    await Deno.writeFile(join(dir, "idx", "t10k-images-idx3-ubyte"), idx([1, 2, 2], new Uint8Array(4)));
+    assert.equal(await detectFormat(join(dir, "idx")), "idx");
+    await Deno.mkdir(join(dir, "c100"));
+    await Deno.writeFile(join(dir, "c100", "test.bin"), new Uint8Array(3074));
+    assert.equal(await detectFormat(join(dir, "c100")), "cifar100");
+    const npz = join(dir, "t.npz");
+    await Deno.writeFile(
+      npz,
+      zipSync({
+        "x.npy": encodeNpy(new Uint8Array(12), "u1", [1, 2, 2, 3]),
+        "y.npy": encodeNpy(new Uint8Array(1), "u1", [1]),
+      }),
+    );
+    assert.equal(await detectFormat(npz), "npz");
+    assert.equal((await openImageSet(npz, { classes: 10 })).classNames.length, 10);
+    await Deno.writeFile(join(dir, "x.npy"), encodeNpy(new Uint8Array(1), "u1", [1]));
+    await rejects(detectFormat(join(dir, "x.npy")), /holds one array: save the images and labels together/);
+    await rejects(detectFormat(join(dir, "nope")), /no data at .*nope: it does not exist/);
+    assert.equal(await detectFormat(dir), "images");
+  });
+});
