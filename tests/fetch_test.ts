@@ -432,3 +432,81 @@ Deno.test("deno task fetch-data end to end: progress on stderr, one-line errors,
     await server.close();
   }
 });
+
+Deno.test("fetchDataset: IDX .gz files and a CIFAR-100 tarball, MD5-checked, staged and renamed; a bad MD5 keeps nothing", async () => {
+  const { fetchDataset, REMOTE_DATASETS } = await import("../src/data/fetch.ts");
+  const { loadIdxSet } = await import("../src/data/idx.ts");
+  const { loadCifar100Set } = await import("../src/data/cifar100.ts");
+  const md5 = (b: Uint8Array) => createHash("md5").update(b).digest("hex");
+  const idx = (dims: number[], fill: number) => {
+    const n = dims.reduce((a, b) => a * b, 1);
+    const out = new Uint8Array(4 + 4 * dims.length + n).fill(fill);
+    out.set([0, 0, 8, dims.length]);
+    dims.forEach((d, i) => new DataView(out.buffer).setUint32(4 + 4 * i, d, false));
+    return out;
+  };
+  const gz = async (b: Uint8Array) =>
+    new Uint8Array(
+      await new Response(
+        new Blob([b as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new CompressionStream("gzip")),
+      )
+        .arrayBuffer(),
+    );
+  const files: Record<string, Uint8Array> = {
+    "/train-images-idx3-ubyte.gz": await gz(idx([3, 4, 4], 7)),
+    "/train-labels-idx1-ubyte.gz": await gz(idx([3], 2)),
+    "/t10k-images-idx3-ubyte.gz": await gz(idx([2, 4, 4], 9)),
+    "/t10k-labels-idx1-ubyte.gz": await gz(idx([2], 5)),
+  };
+  const c100 = new Uint8Array(3074 * 2).fill(1);
+  const tar = await packTar([
+    { header: { name: "cifar-100-binary/test.bin", size: c100.length }, body: c100 },
+    { header: { name: "cifar-100-binary/evil.sh", size: 2 }, body: "hi" },
+  ]);
+  const tgz = await gz(tar);
+  const server = serve({ ...files, "/c100.tgz": tgz });
+  try {
+    await withEnv(QUIET, () =>
+      withTempDir(async (root) => {
+        const mnist = {
+          ...REMOTE_DATASETS.mnist,
+          files: REMOTE_DATASETS.mnist.files.map((f) => ({
+            ...f,
+            url: server.url(`/${f.name}`),
+            md5: md5(files[`/${f.name}`]),
+            size: files[`/${f.name}`].length,
+          })),
+        };
+        const dest = join(root, "mnist");
+        assert.equal(await fetchDataset(mnist, { dest }), dest);
+        const test = await loadIdxSet(dest, "t10k");
+        assert.equal(test.count, 2);
+        assert.deepEqual([...test.labels], [5, 5]);
+        assert.deepEqual(await listDir(root), ["mnist"]); // no temp folder left
+        const hits = server.hits();
+        assert.equal(await fetchDataset(mnist, { dest }), dest); // complete: no download
+        assert.equal(server.hits(), hits);
+
+        const wrong = {
+          ...mnist,
+          files: mnist.files.map((f, i) => (i === 2 ? { ...f, md5: "0".repeat(32) } : f)),
+        };
+        await rejectsUserError(() => fetchDataset(wrong, { dest: join(root, "m2") }), /wrong MD5/);
+        assert.deepEqual(await listDir(root), ["mnist"]);
+
+        const cifar100 = {
+          ...REMOTE_DATASETS.cifar100,
+          files: [{ ...REMOTE_DATASETS.cifar100.files[0], url: server.url("/c100.tgz"), md5: md5(tgz) }],
+          check: async (
+            dir: string,
+          ) => ((await Deno.stat(join(dir, "test.bin"))).isFile ? null : "no test.bin"),
+        };
+        const c = await fetchDataset(cifar100, { dest: join(root, "c100") });
+        assert.deepEqual(await listDir(c), ["test.bin"]); // evil.sh is not on the allow-list
+        assert.equal((await loadCifar100Set(c, "test")).count, 2);
+        await rejectsUserError(() => fetchDataset("imagenet"), /unknown data set 'imagenet'/);
+      }));
+  } finally {
+    await server.close();
+  }
+});

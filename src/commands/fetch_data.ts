@@ -4,15 +4,25 @@
  */
 import { parseArgs } from "node:util";
 import { UserError } from "../errors.ts";
-import { cachedDataDir, CIFAR10_SIZE, CIFAR10_URL, fetchCifar10 } from "../data/fetch.ts";
+import {
+  cachedDataDir,
+  CIFAR10_SIZE,
+  CIFAR10_URL,
+  DATASET_NAMES,
+  fetchCifar10,
+  fetchDataset,
+} from "../data/fetch.ts";
 
-const HELP = `usage: deno task fetch-data [--dest DIR] [--url URL]
+const HELP = `usage: deno task fetch-data [--dataset NAME] [--dest DIR] [--url URL]
 
 Download CIFAR-10 (binary version, ${(CIFAR10_SIZE / 1e6).toFixed(0)} MB) from ${CIFAR10_URL},
 check its size, SHA-256 and MD5, and extract it into the cache. Does nothing when the data is
 already there. A failed download leaves nothing behind.
 
 options:
+  --dataset NAME  ${DATASET_NAMES.join(" | ")} (default cifar10): CIFAR-100 binary, or the
+               four IDX .gz files of Fashion-MNIST / MNIST from their official hosts, each checked
+               against its published MD5, into <cache>/<name>
   --dest DIR   the data folder to create (default: ${cachedDataDir()});
                the cache is $PRUNESCOPE_CACHE, else $XDG_CACHE_HOME/prunescope, else ~/.cache/prunescope
   --url URL    download from a mirror instead (default: $PRUNESCOPE_CIFAR10_URL, else the official URL);
@@ -24,13 +34,14 @@ Other ways to supply the data to any command: --data DIR, or CIFAR10_DIR=DIR.`;
 
 /** Run the fetch-data command. */
 export async function run(args: string[]): Promise<void> {
-  let values: { dest?: string; url?: string; help?: boolean };
+  let values: { dest?: string; url?: string; dataset?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
       args,
       options: {
         dest: { type: "string" },
         url: { type: "string" },
+        dataset: { type: "string", default: "cifar10" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -44,11 +55,22 @@ export async function run(args: string[]): Promise<void> {
     console.log(HELP);
     return;
   }
+  const dataset = values.dataset ?? "cifar10";
+  if (!DATASET_NAMES.includes(dataset)) {
+    throw new UserError(`--dataset takes ${DATASET_NAMES.join(", ")}, not '${dataset}'.`);
+  }
+  if (dataset !== "cifar10" && values.url !== undefined) {
+    throw new UserError(
+      `--url is for CIFAR-10 mirrors; --dataset ${dataset} downloads from its official host.`,
+    );
+  }
   const started = performance.now();
-  const dir = await fetchCifar10({ dest: values.dest, url: values.url });
+  const dir = dataset === "cifar10"
+    ? await fetchCifar10({ dest: values.dest, url: values.url })
+    : await fetchDataset(dataset, { dest: values.dest });
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
-  const hint = values.dest === undefined
+  const hint = values.dest === undefined && dataset === "cifar10"
     ? "Commands find it there by themselves."
     : `Point commands at it with --data ${dir} or CIFAR10_DIR=${dir}.`;
-  console.log(`CIFAR-10 is ready in ${dir} (${seconds} s). ${hint}`);
+  console.log(`${dataset === "cifar10" ? "CIFAR-10" : dataset} is ready in ${dir} (${seconds} s). ${hint}`);
 }

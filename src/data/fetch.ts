@@ -19,6 +19,7 @@ import { createTarDecoder } from "modern-tar";
 import { UserError } from "../errors.ts";
 import { Progress } from "../ui/progress.ts";
 import { CLASS_NAMES, RECORD_BYTES, RECORDS_PER_FILE, TEST_FILE, TRAIN_FILES } from "./cifar10.ts";
+import { loadIdxSet } from "./idx.ts";
 
 export const CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
 export const CIFAR10_SIZE = 170_052_171;
@@ -52,10 +53,14 @@ export interface FetchOptions {
 interface FetchConfig {
   dest: string;
   url: string;
-  sha256: string;
-  size: number;
+  /** Expected SHA-256 (hex), or null where only an MD5 is published. */
+  sha256: string | null;
+  /** Expected size in bytes, or null where it is not published. */
+  size: number | null;
   md5: string | null;
   recordsPerFile: number;
+  /** What the file is, for messages ("the CIFAR-10 binary tarball"). */
+  what: string;
 }
 
 function env(name: string): string | undefined {
@@ -133,6 +138,7 @@ function resolveConfig(opts: FetchOptions): FetchConfig {
     size,
     md5: md5 ? md5.toLowerCase() : null,
     recordsPerFile,
+    what: "the CIFAR-10 binary tarball",
   };
 }
 
@@ -187,7 +193,7 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
 }
 
 /** Download `cfg.url` to `path`, checking size and checksums on the way. */
-async function download(cfg: FetchConfig, path: string): Promise<void> {
+async function download(cfg: Omit<FetchConfig, "dest" | "recordsPerFile">, path: string): Promise<void> {
   const abort = new AbortController();
   let stalled = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -230,20 +236,21 @@ async function download(cfg: FetchConfig, path: string): Promise<void> {
     );
   }
   const announced = Number(response.headers.get("content-length") ?? NaN);
-  if (Number.isFinite(announced) && announced !== cfg.size) {
+  if (Number.isFinite(announced) && cfg.size !== null && announced !== cfg.size) {
     clearTimeout(timer);
     await response.body.cancel();
     throw new UserError(
       `download of ${cfg.url} failed: the server offers ${announced} bytes, expected ${cfg.size}; ` +
-        `it is not the CIFAR-10 binary tarball.`,
+        `it is not ${cfg.what}.`,
     );
   }
+  const expected = cfg.size ?? (Number.isFinite(announced) ? announced : null);
 
-  const sha = createHash("sha256");
+  const sha = cfg.sha256 ? createHash("sha256") : null;
   const md5 = cfg.md5 ? createHash("md5") : null;
   const bar = new Progress({
     label: `download ${basename(new URL(cfg.url).pathname) || host}`,
-    total: cfg.size,
+    total: expected ?? 0,
     unit: "B",
   });
   const file = await Deno.open(path, { write: true, create: true, truncate: true });
@@ -252,12 +259,12 @@ async function download(cfg: FetchConfig, path: string): Promise<void> {
     for await (const chunk of response.body) {
       arm();
       received += chunk.length;
-      if (received > cfg.size) {
+      if (expected !== null && received > expected) {
         throw new UserError(
-          `download of ${cfg.url} failed: more than the expected ${cfg.size} bytes arrived.`,
+          `download of ${cfg.url} failed: more than the expected ${expected} bytes arrived.`,
         );
       }
-      sha.update(chunk);
+      sha?.update(chunk);
       md5?.update(chunk);
       await writeAll(file, chunk);
       bar.tick(chunk.length);
@@ -271,14 +278,14 @@ async function download(cfg: FetchConfig, path: string): Promise<void> {
     file.close();
     bar.done();
   }
-  if (received !== cfg.size) {
-    throw new UserError(`download of ${cfg.url} is incomplete: ${received} of ${cfg.size} bytes arrived.`);
+  if (expected !== null && received !== expected) {
+    throw new UserError(`download of ${cfg.url} is incomplete: ${received} of ${expected} bytes arrived.`);
   }
-  const gotSha = sha.digest("hex");
-  if (gotSha !== cfg.sha256) {
+  const gotSha = sha?.digest("hex");
+  if (sha && gotSha !== cfg.sha256) {
     throw new UserError(
       `download of ${cfg.url} has the wrong SHA-256 (${gotSha}, expected ${cfg.sha256}): ` +
-        `the file is corrupt or not the CIFAR-10 binary tarball; nothing was kept.`,
+        `the file is corrupt or not ${cfg.what}; nothing was kept.`,
     );
   }
   const gotMd5 = md5?.digest("hex");
@@ -290,11 +297,16 @@ async function download(cfg: FetchConfig, path: string): Promise<void> {
 }
 
 /**
- * Extract the wanted files of `cifar-10-batches-bin/` from the .tar.gz at `archive` into `into`
- * (flat: `into/test_batch.bin`, ...). Entries are written only under fixed names from an
- * allow-list, so no path in the archive can reach outside `into`.
+ * Extract the wanted files of `folder/` (default `cifar-10-batches-bin/`) from the .tar.gz at
+ * `archive` into `into` (flat: `into/test_batch.bin`, ...). Entries are written only under fixed
+ * names from an allow-list, so no path in the archive can reach outside `into`.
  */
-async function extract(archive: string, into: string): Promise<void> {
+async function extract(
+  archive: string,
+  into: string,
+  folder = CIFAR10_FOLDER,
+  wanted: ReadonlySet<string> = WANTED,
+): Promise<void> {
   await Deno.mkdir(into);
   const size = (await Deno.stat(archive)).size;
   const bar = new Progress({ label: "extract", total: size, unit: "B" });
@@ -314,7 +326,7 @@ async function extract(archive: string, into: string): Promise<void> {
     for await (const entry of entries) {
       const name = entry.header.name.replace(/^\.\//, "");
       const type = entry.header.type ?? "file";
-      if (type === "file" && dirname(name) === CIFAR10_FOLDER && WANTED.has(basename(name))) {
+      if (type === "file" && dirname(name) === folder && wanted.has(basename(name))) {
         const out = await Deno.open(join(into, basename(name)), { write: true, createNew: true });
         await entry.body.pipeTo(out.writable); // closes `out`
       } else {
@@ -457,5 +469,176 @@ export async function resolveDataDir(opts: { data?: string; fetch: boolean; url?
     throw new UserError(
       `no CIFAR-10 data: ${where} and the download failed (${e.message.replace(/\.$/, "")}). ${SUPPLY}.`,
     );
+  }
+}
+
+/** One file of a remote data set. */
+export interface RemoteFile {
+  url: string;
+  /** The name it is stored under. */
+  name: string;
+  md5: string;
+  /** Its size in bytes, where published. */
+  size: number | null;
+}
+
+/** A data set `fetch-data --dataset` can download (other than CIFAR-10, which has its own path). */
+export interface RemoteDataset {
+  name: string;
+  /** The data folder's name in the cache. */
+  folder: string;
+  files: RemoteFile[];
+  /** For a tarball: the folder inside it and the files taken from it. */
+  tarball?: { folder: string; wanted: string[] };
+  /** What is wrong with a downloaded folder, or null when it is complete. */
+  check(dir: string): Promise<string | null>;
+}
+
+const IDX_FILES = [
+  "train-images-idx3-ubyte",
+  "train-labels-idx1-ubyte",
+  "t10k-images-idx3-ubyte",
+  "t10k-labels-idx1-ubyte",
+];
+
+async function checkIdxFolder(dir: string): Promise<string | null> {
+  try {
+    const test = await loadIdxSet(dir, "t10k");
+    const train = await loadIdxSet(dir, "train");
+    return test.count > 0 && train.count > 0 ? null : "a split is empty";
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+function idxDataset(name: string, base: string, md5s: string[], sizes: number[]): RemoteDataset {
+  return {
+    name,
+    folder: name,
+    files: IDX_FILES.map((f, i) => ({
+      url: `${base}${f}.gz`,
+      name: `${f}.gz`,
+      md5: md5s[i],
+      size: sizes[i],
+    })),
+    check: checkIdxFolder,
+  };
+}
+
+/** The data sets besides CIFAR-10, with their official URLs and MD5s. */
+export const REMOTE_DATASETS: Record<string, RemoteDataset> = {
+  cifar100: {
+    name: "cifar100",
+    folder: "cifar-100-binary",
+    files: [{
+      url: "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
+      name: "cifar-100-binary.tar.gz",
+      md5: "03b5dce01913d631647c71ecec9e9cb8",
+      size: null,
+    }],
+    tarball: {
+      folder: "cifar-100-binary",
+      wanted: ["train.bin", "test.bin", "fine_label_names.txt", "coarse_label_names.txt"],
+    },
+    async check(dir) {
+      for (const [file, records] of [["train.bin", 50000], ["test.bin", 10000]] as const) {
+        try {
+          const size = (await Deno.stat(join(dir, file))).size;
+          if (size !== records * 3074) return `${file} has ${size} bytes, expected ${records * 3074}`;
+        } catch {
+          return `${file} is missing`;
+        }
+      }
+      return null;
+    },
+  },
+  "fashion-mnist": idxDataset(
+    "fashion-mnist",
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    [
+      "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+      "25c81989df183df01b3e8a0aad5dffbe",
+      "bef4ecab320f06d8554ea6380940ec79",
+      "bb300cfdad3c16e7a12a480ee83cd310",
+    ],
+    [26421880, 29515, 4422102, 5148],
+  ),
+  mnist: idxDataset(
+    "mnist",
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    [
+      "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+      "d53e105ee54ea40749a09fcbcd1e9432",
+      "9fb629c4189551a2d022fa330f9573f3",
+      "ec29112dd5afa0611ce80d1b7f02629c",
+    ],
+    [9912422, 28881, 1648877, 4542],
+  ),
+};
+
+/** The names `fetch-data --dataset` takes. */
+export const DATASET_NAMES = ["cifar10", ...Object.keys(REMOTE_DATASETS)];
+
+/**
+ * Download a data set (by name, or a `RemoteDataset`), verify every file's MD5 (and size where
+ * published), extract a tarball's wanted files, check the folder, and rename it into place:
+ * `dest`, default `<cacheDir()>/<folder>`. Does nothing when `dest` already holds the data.
+ * A failure leaves no partial folder.
+ *
+ * @example
+ * ```ts
+ * const dir = await fetchDataset("fashion-mnist"); // ~/.cache/prunescope/fashion-mnist
+ * ```
+ */
+export async function fetchDataset(
+  which: string | RemoteDataset,
+  opts: { dest?: string } = {},
+): Promise<string> {
+  if (which === "cifar10") return await fetchCifar10({ dest: opts.dest });
+  const ds = typeof which === "string" ? REMOTE_DATASETS[which] : which;
+  if (!ds) throw new UserError(`unknown data set '${which}': --dataset takes ${DATASET_NAMES.join(", ")}.`);
+  const dest = resolve(opts.dest ?? join(cacheDir(), ds.folder));
+  if (await exists(dest)) {
+    const problem = await ds.check(dest);
+    if (problem === null) return dest;
+    throw new UserError(
+      `${dest} exists but is not a complete ${ds.name} folder (${problem}); remove it or choose another --dest.`,
+    );
+  }
+  const parent = dirname(dest), base = basename(dest);
+  const tmp = join(parent, `.${base}.${crypto.randomUUID().slice(0, 8)}.tmp`);
+  try {
+    await Deno.mkdir(tmp, { recursive: true });
+  } catch (e) {
+    if (isPermissionError(e)) throw writeDenied(parent);
+    throw new UserError(`cannot create ${tmp}: ${oneLine((e as Error).message)}.`);
+  }
+  await removeStaleTemps(parent, base);
+  try {
+    const staged = join(tmp, ds.folder);
+    await Deno.mkdir(staged);
+    for (const f of ds.files) {
+      const path = join(ds.tarball ? tmp : staged, f.name);
+      await download(
+        { url: f.url, sha256: null, size: f.size, md5: f.md5, what: `${ds.name}'s ${f.name}` },
+        path,
+      );
+    }
+    if (ds.tarball) {
+      await Deno.remove(staged);
+      await extract(join(tmp, ds.files[0].name), staged, ds.tarball.folder, new Set(ds.tarball.wanted));
+    }
+    const problem = await ds.check(staged);
+    if (problem !== null) {
+      throw new UserError(`the download of ${ds.name} is incomplete: ${problem}; nothing was kept.`);
+    }
+    await Deno.rename(staged, dest);
+    return dest;
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    if (isPermissionError(e)) throw writeDenied(parent);
+    throw new UserError(`cannot store ${ds.name} in ${dest}: ${oneLine((e as Error).message)}.`);
+  } finally {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
 }
