@@ -425,7 +425,10 @@ Deno.test("deno task fetch-data end to end: progress on stderr, one-line errors,
 
       const help = await runCli(["--help"], perms, env);
       assert.equal(help.code, 0);
-      assert.match(help.stdout, /usage: deno task fetch-data \[--dest DIR\] \[--url URL\]/);
+      assert.match(
+        help.stdout,
+        /usage: deno task fetch-data \[--dataset NAME\] \[--dest DIR\] \[--url URL\]/,
+      );
       assert.deepEqual(await listDir(root), ["data"]);
     });
   } finally {

@@ -20,14 +20,14 @@ check its size, SHA-256 and MD5, and extract it into the cache. Does nothing whe
 already there. A failed download leaves nothing behind.
 
 options:
-  --dataset NAME  ${DATASET_NAMES.join(" | ")} (default cifar10): CIFAR-100 binary, or the
-               four IDX .gz files of Fashion-MNIST / MNIST from their official hosts, each checked
-               against its published MD5, into <cache>/<name>
+  --dataset NAME  ${DATASET_NAMES.join(" | ")} (default cifar10): CIFAR-100 binary,
+               or the four IDX .gz files of Fashion-MNIST / MNIST from their official hosts, each
+               checked against its published MD5, into <cache>/<name>
   --dest DIR   the data folder to create (default: ${cachedDataDir()});
                the cache is $PRUNESCOPE_CACHE, else $XDG_CACHE_HOME/prunescope, else ~/.cache/prunescope
   --url URL    download from a mirror instead (default: $PRUNESCOPE_CIFAR10_URL, else the official URL);
                the file must still match the official checksum unless PRUNESCOPE_CIFAR10_SHA256
-               and PRUNESCOPE_CIFAR10_SIZE say otherwise. The task may reach only www.cs.toronto.edu.
+               and PRUNESCOPE_CIFAR10_SIZE say otherwise. The task may reach only the official hosts.
   -h, --help   show this help
 
 Other ways to supply the data to any command: --data DIR, or CIFAR10_DIR=DIR.`;
