@@ -17,7 +17,7 @@ import { strToU8, zipSync } from "fflate";
 import { join } from "node:path";
 import { writeHdf5 } from "../src/model/keras/hdf5.ts";
 import { kerasModelJson, writeKerasH5 } from "../src/model/keras/h5_writer.ts";
-import { mulberry32 } from "../src/train/random.ts";
+import { mulberry32 } from "../src/core/random.ts";
 
 type Dict = Record<string, unknown>;
 

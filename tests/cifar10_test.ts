@@ -12,7 +12,7 @@ import {
   TEST_FILE,
   TRAIN_FILES,
 } from "../src/data/cifar10.ts";
-import { UserError } from "../src/errors.ts";
+import { UserError } from "../src/core/errors.ts";
 import { syntheticCifar } from "../src/data/synthetic.ts";
 
 const FIXTURE = new URL("../fixtures/cifar10-tiny/", import.meta.url).pathname;

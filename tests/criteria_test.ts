@@ -6,14 +6,14 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { setupBackend } from "../src/backend.ts";
-import { UserError } from "../src/errors.ts";
+import { UserError } from "../src/core/errors.ts";
 import { decodeRecords } from "../src/data/cifar10.ts";
 import { syntheticCifar } from "../src/data/synthetic.ts";
 import { imagesToTensor } from "../src/data/tensors.ts";
 import { pickLayer } from "../src/model/layers.ts";
 import { splitModel } from "../src/model/split.ts";
-import type { LayerOutputs } from "../src/prune/activations.ts";
-import { rankByMean } from "../src/prune/criteria.ts";
+import type { LayerOutputs } from "../src/activations/layer_outputs.ts";
+import { rankByMean } from "../src/rank/criteria.ts";
 import {
   accumulateChannelStats,
   channelStats,
@@ -22,12 +22,12 @@ import {
   rankByApoz,
   rankByMeanStats,
   rankLargest,
-} from "../src/prune/criteria_activation.ts";
-import { filterNorms, rankByBnGamma, rankByL1, rankByL2 } from "../src/prune/criteria_weights.ts";
-import { rankRandom } from "../src/prune/criteria_random.ts";
-import { rankByTaylor, taylorScores, taylorScoresFrom } from "../src/prune/criteria_taylor.ts";
-import { outputKind } from "../src/prune/class_scores.ts";
-import { batchNormAfter, batchNormGammaAfter, convKernel } from "../src/prune/topology.ts";
+} from "../src/rank/activation.ts";
+import { filterNorms, rankByBnGamma, rankByL1, rankByL2 } from "../src/rank/weights.ts";
+import { rankRandom } from "../src/rank/random.ts";
+import { rankByTaylor, taylorScores, taylorScoresFrom } from "../src/rank/taylor.ts";
+import { outputKind } from "../src/model/class_scores.ts";
+import { batchNormAfter, batchNormGammaAfter, convKernel } from "../src/model/coupling.ts";
 import { DEFAULT_PREPROCESSING } from "../src/types.ts";
 
 await setupBackend("cpu");

@@ -5,7 +5,7 @@ import { packTar, type TarEntry } from "modern-tar";
 import { loadTestSet, loadTrainSet, TEST_FILE } from "../src/data/cifar10.ts";
 import { cacheDir, checkDataDir, CIFAR10_FOLDER, fetchCifar10, resolveDataDir } from "../src/data/fetch.ts";
 import { syntheticCifarFiles } from "../src/data/synthetic.ts";
-import { UserError } from "../src/errors.ts";
+import { UserError } from "../src/core/errors.ts";
 
 const RECORDS = 20;
 

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { setupBackend } from "../src/backend.ts";
 import { buildVgg, vggMultiplyAdds } from "../src/model/vgg.ts";
-import { modelCost } from "../src/prune/flops.ts";
-import { removeChannels } from "../src/prune/surgery.ts";
+import { modelCost } from "../src/surgery/cost.ts";
+import { removeChannels } from "../src/surgery/remove.ts";
 
 await setupBackend("cpu");
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { setupBackend } from "../src/backend.ts";
-import { UserError } from "../src/errors.ts";
+import { UserError } from "../src/core/errors.ts";
 import { loadKeras } from "../src/model/keras/load.ts";
 import { kerasMajorOf, translateModelConfig } from "../src/model/keras/config.ts";
 import { kerasV3Slots, readStringList, snakeCase } from "../src/model/keras/weights.ts";

@@ -12,12 +12,12 @@ import { loadModel } from "../src/model/load.ts";
 import { pickLayer } from "../src/model/layers.ts";
 import { splitModel } from "../src/model/split.ts";
 import { buildVgg } from "../src/model/vgg.ts";
-import { computeLayerOutputs, type LayerOutputs } from "../src/prune/activations.ts";
-import { rankByMean } from "../src/prune/criteria.ts";
-import { maskChannels } from "../src/prune/mask.ts";
-import { sweepFast } from "../src/prune/sweep.ts";
-import { sweepIncremental } from "../src/prune/sweep_incremental.ts";
-import { type LinearHead, linearRows, planLinearHead } from "../src/prune/linear_head.ts";
+import { computeLayerOutputs, type LayerOutputs } from "../src/activations/layer_outputs.ts";
+import { rankByMean } from "../src/rank/criteria.ts";
+import { maskChannels } from "../src/sweep/mask.ts";
+import { sweepFast } from "../src/sweep/engines/masked.ts";
+import { sweepIncremental } from "../src/sweep/engines/change_only.ts";
+import { type LinearHead, linearRows, planLinearHead } from "../src/sweep/linear_head.ts";
 import { DEFAULT_PREPROCESSING } from "../src/types.ts";
 
 const fixture = (p: string) => fileURLToPath(new URL(`../fixtures/${p}`, import.meta.url));

@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { setupBackend } from "../src/backend.ts";
-import { mulberry32 } from "../src/train/random.ts";
-import { maskChannels, maskChannelsStacked, maskStackInto } from "../src/prune/mask.ts";
+import { mulberry32 } from "../src/core/random.ts";
+import { maskChannels, maskChannelsStacked, maskStackInto } from "../src/sweep/mask.ts";
 
 /** Values with awkward bits: negatives, -0, tiny and huge magnitudes. */
 function awkwardValues(length: number, seed: number): Float32Array {

@@ -6,11 +6,11 @@ import { main } from "../main.ts";
 import { setupBackend } from "../src/backend.ts";
 import { loadTestSet, loadTrainSet } from "../src/data/cifar10.ts";
 import { fileSaver } from "../src/model/tfjs_io.ts";
-import { largestKWithin } from "../src/prune/summary.ts";
+import { largestKWithin } from "../src/sweep/summary.ts";
 import { parsePlan, sweepWithin } from "../src/commands/prune.ts";
-import { mulberry32 } from "../src/train/random.ts";
+import { mulberry32 } from "../src/core/random.ts";
 import { finetune } from "../src/train/finetune.ts";
-import { evaluate } from "../src/prune/naive.ts";
+import { evaluate } from "../src/sweep/engines/naive.ts";
 import { DEFAULT_PREPROCESSING } from "../src/types.ts";
 
 await setupBackend("wasm");
@@ -251,9 +251,9 @@ Deno.test("sweepWithin stops early and still finds largestKWithin of the full sw
   const { loadModel } = await import("../src/model/load.ts");
   const { pickLayer } = await import("../src/model/layers.ts");
   const { splitModel } = await import("../src/model/split.ts");
-  const { computeLayerOutputs } = await import("../src/prune/activations.ts");
-  const { rankByMean } = await import("../src/prune/criteria.ts");
-  const { sweepFast } = await import("../src/prune/sweep.ts");
+  const { computeLayerOutputs } = await import("../src/activations/layer_outputs.ts");
+  const { rankByMean } = await import("../src/rank/criteria.ts");
+  const { sweepFast } = await import("../src/sweep/engines/masked.ts");
   const { model, preprocessing } = await loadModel(modelPath);
   const test = await loadTestSet(TINY_DATA, TEST_IMAGES);
   for (const name of ["conv1", "conv3"]) {

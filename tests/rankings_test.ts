@@ -6,13 +6,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { setupBackend } from "../src/backend.ts";
-import { UserError } from "../src/errors.ts";
+import { UserError } from "../src/core/errors.ts";
 import { pickLayer } from "../src/model/layers.ts";
 import { splitModel } from "../src/model/split.ts";
-import { channelStats } from "../src/prune/criteria_activation.ts";
-import type { LayerOutputs } from "../src/prune/activations.ts";
-import { computeRankings, CRITERIA, criterionByName, parseCriteria } from "../src/prune/rankings.ts";
-import { summarizeRuns, verdictsAt } from "../src/prune/compare.ts";
+import { channelStats } from "../src/rank/activation.ts";
+import type { LayerOutputs } from "../src/activations/layer_outputs.ts";
+import { computeRankings, CRITERIA, criterionByName, parseCriteria } from "../src/rank/registry.ts";
+import { summarizeRuns, verdictsAt } from "../src/report/compare.ts";
 import { main } from "../main.ts";
 import { DEFAULT_PREPROCESSING, type SweepPoint } from "../src/types.ts";
 

@@ -7,26 +7,26 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { setupBackend } from "../src/backend.ts";
-import { UserError } from "../src/errors.ts";
+import { UserError } from "../src/core/errors.ts";
 import { loadTestSet } from "../src/data/cifar10.ts";
 import { imagesToTensor } from "../src/data/tensors.ts";
 import { loadModel } from "../src/model/load.ts";
 import { type LayerRef, pickLayer } from "../src/model/layers.ts";
 import { splitModel } from "../src/model/split.ts";
 import { fileSaver } from "../src/model/tfjs_io.ts";
-import { computeLayerOutputs } from "../src/prune/activations.ts";
-import { sweepNaive } from "../src/prune/naive.ts";
-import { sweepFast } from "../src/prune/sweep.ts";
-import { criterionByName } from "../src/prune/rankings.ts";
-import { outputKind, PROBABILITY_EPSILON } from "../src/prune/class_scores.ts";
-import { tallyMasks } from "../src/prune/evaluate_masks.ts";
+import { computeLayerOutputs } from "../src/activations/layer_outputs.ts";
+import { sweepNaive } from "../src/sweep/engines/naive.ts";
+import { sweepFast } from "../src/sweep/engines/masked.ts";
+import { criterionByName } from "../src/rank/registry.ts";
+import { outputKind, PROBABILITY_EPSILON } from "../src/model/class_scores.ts";
+import { tallyMasks } from "../src/sensitivity/evaluate_masks.ts";
 import {
   kValuesFromFractions,
   kValuesFromStep,
   layerSensitivity,
   type LayerSensitivityResult,
-} from "../src/prune/sensitivity.ts";
-import { assertUncoupled, couplingOf } from "../src/prune/topology.ts";
+} from "../src/sensitivity/scan.ts";
+import { assertUncoupled, couplingOf } from "../src/model/coupling.ts";
 import { parseFractions } from "../src/commands/sensitivity.ts";
 import { main } from "../main.ts";
 import type { Dataset, Preprocessing } from "../src/types.ts";

@@ -11,11 +11,11 @@ import { pickLayer } from "../src/model/layers.ts";
 import { splitModel } from "../src/model/split.ts";
 import { buildVgg } from "../src/model/vgg.ts";
 import { SparseDenseChain } from "../src/kernels/sparse_dense.ts";
-import { computeLayerOutputs } from "../src/prune/activations.ts";
-import { rankByMean } from "../src/prune/criteria.ts";
-import { exactHeadRows, linearRows, planLinearHead } from "../src/prune/linear_head.ts";
-import { sweepFast } from "../src/prune/sweep.ts";
-import { maskedRows, type RowSource, sweepIncremental } from "../src/prune/sweep_incremental.ts";
+import { computeLayerOutputs } from "../src/activations/layer_outputs.ts";
+import { rankByMean } from "../src/rank/criteria.ts";
+import { exactHeadRows, linearRows, planLinearHead } from "../src/sweep/linear_head.ts";
+import { sweepFast } from "../src/sweep/engines/masked.ts";
+import { maskedRows, type RowSource, sweepIncremental } from "../src/sweep/engines/change_only.ts";
 import { DEFAULT_PREPROCESSING } from "../src/types.ts";
 
 const fixture = (p: string) => fileURLToPath(new URL(`../fixtures/${p}`, import.meta.url));

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { setupBackend } from "../src/backend.ts";
-import { UserError } from "../src/errors.ts";
+import { UserError } from "../src/core/errors.ts";
 import { loadTestSet } from "../src/data/cifar10.ts";
 import { imagesToTensor } from "../src/data/tensors.ts";
 import { loadModel } from "../src/model/load.ts";

@@ -4,10 +4,10 @@ import * as tf from "@tensorflow/tfjs";
 import { setupBackend } from "../src/backend.ts";
 import { loadTestSet } from "../src/data/cifar10.ts";
 import { imagesToTensor } from "../src/data/tensors.ts";
-import { UserError } from "../src/errors.ts";
-import { modelCost } from "../src/prune/flops.ts";
-import { channelPath, type ChannelRemoval, removeChannels, zeroChannels } from "../src/prune/surgery.ts";
-import { mulberry32 } from "../src/train/random.ts";
+import { UserError } from "../src/core/errors.ts";
+import { modelCost } from "../src/surgery/cost.ts";
+import { channelPath, type ChannelRemoval, removeChannels, zeroChannels } from "../src/surgery/remove.ts";
+import { mulberry32 } from "../src/core/random.ts";
 import { DEFAULT_PREPROCESSING } from "../src/types.ts";
 
 await setupBackend("cpu");

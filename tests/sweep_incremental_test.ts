@@ -10,12 +10,12 @@ import { loadTestSet } from "../src/data/cifar10.ts";
 import { loadModel } from "../src/model/load.ts";
 import { pickLayer } from "../src/model/layers.ts";
 import { splitModel } from "../src/model/split.ts";
-import { computeLayerOutputs, type LayerOutputs } from "../src/prune/activations.ts";
-import { rankByMean } from "../src/prune/criteria.ts";
-import { sweepFast } from "../src/prune/sweep.ts";
-import { sweepNaive } from "../src/prune/naive.ts";
-import { changeCounts, float32Bits, maskedRows, sweepIncremental } from "../src/prune/sweep_incremental.ts";
-import { linearRows, planLinearHead } from "../src/prune/linear_head.ts";
+import { computeLayerOutputs, type LayerOutputs } from "../src/activations/layer_outputs.ts";
+import { rankByMean } from "../src/rank/criteria.ts";
+import { sweepFast } from "../src/sweep/engines/masked.ts";
+import { sweepNaive } from "../src/sweep/engines/naive.ts";
+import { changeCounts, float32Bits, maskedRows, sweepIncremental } from "../src/sweep/engines/change_only.ts";
+import { linearRows, planLinearHead } from "../src/sweep/linear_head.ts";
 
 const fixture = (p: string) => fileURLToPath(new URL(`../fixtures/${p}`, import.meta.url));
 

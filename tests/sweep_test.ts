@@ -11,11 +11,11 @@ import { loadTestSet } from "../src/data/cifar10.ts";
 import { loadModel } from "../src/model/load.ts";
 import { pickLayer } from "../src/model/layers.ts";
 import { splitModel } from "../src/model/split.ts";
-import { averageMaps, computeLayerOutputs, type LayerOutputs } from "../src/prune/activations.ts";
-import { MEAN_ACTIVATION, rankByMean } from "../src/prune/criteria.ts";
-import { planBatching, resolveKValues, sweepFast } from "../src/prune/sweep.ts";
-import { evaluate } from "../src/prune/naive.ts";
-import { UserError } from "../src/errors.ts";
+import { averageMaps, computeLayerOutputs, type LayerOutputs } from "../src/activations/layer_outputs.ts";
+import { MEAN_ACTIVATION, rankByMean } from "../src/rank/criteria.ts";
+import { planBatching, resolveKValues, sweepFast } from "../src/sweep/engines/masked.ts";
+import { evaluate } from "../src/sweep/engines/naive.ts";
+import { UserError } from "../src/core/errors.ts";
 
 const fixture = (p: string) => fileURLToPath(new URL(`../fixtures/${p}`, import.meta.url));
 

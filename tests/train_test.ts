@@ -17,7 +17,7 @@ import {
 } from "../src/train/trainer.ts";
 import { oneCycle } from "../src/train/schedule.ts";
 import { gatherBatch } from "../src/train/augment.ts";
-import { mulberry32 } from "../src/train/random.ts";
+import { mulberry32 } from "../src/core/random.ts";
 
 const recipe: TrainRecipe = {
   ...DEFAULT_RECIPE,
@@ -172,7 +172,7 @@ Deno.test("extra cycles: --extend adds a short one-cycle after the main one, and
 Deno.test("--dropout B,D: two rates in [0, 1) reach the model's dropout layers; anything else is a UserError", async () => {
   const { parseDropout } = await import("../src/commands/train.ts");
   const { buildVgg } = await import("../src/model/vgg.ts");
-  const { UserError } = await import("../src/errors.ts");
+  const { UserError } = await import("../src/core/errors.ts");
   assert.deepEqual(parseDropout(undefined), undefined);
   const [block, dense] = parseDropout("0.05, 0.15")!;
   assert.deepEqual([block, dense], [0.05, 0.15]);
@@ -192,7 +192,7 @@ Deno.test("--dropout B,D: two rates in [0, 1) reach the model's dropout layers; 
 
 Deno.test("train: an unknown flag or a bad number is one UserError naming it, before any work", async () => {
   const { run } = await import("../src/commands/train.ts");
-  const { UserError } = await import("../src/errors.ts");
+  const { UserError } = await import("../src/core/errors.ts");
   for (
     const [args, text] of [[["--bogus"], "--bogus"], [["--epochs", "0"], "--epochs"], [
       ["--dropout", "0.5"],

@@ -12,7 +12,7 @@
 import { dirname, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, setupBackend } from "../backend.ts";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import { parseFlags, parsePreprocessing, positiveInt } from "../cli/args.ts";
 import { type LayerRef, pickLayer } from "../model/layers.ts";
 import { checkCifarModel, type LoadedModel, loadModel } from "../model/load.ts";
@@ -20,14 +20,14 @@ import { type SplitModel, splitModelAsync } from "../model/split.ts";
 import { fileLoader, fileSaver } from "../model/tfjs_io.ts";
 import { loadTestSet, loadTrainSet } from "../data/cifar10.ts";
 import { resolveDataDir } from "../data/fetch.ts";
-import { computeLayerOutputs, type LayerOutputs } from "../prune/activations.ts";
-import { channelStats } from "../prune/criteria_activation.ts";
-import { outputKind } from "../prune/class_scores.ts";
-import { type Criterion, criterionByName, criterionNames } from "../prune/rankings.ts";
-import { sweepFast } from "../prune/sweep.ts";
-import { largestKWithin } from "../prune/summary.ts";
-import { modelCost } from "../prune/flops.ts";
-import { type ChannelRemoval, type LayerSurgery, removeChannels, zeroChannels } from "../prune/surgery.ts";
+import { computeLayerOutputs, type LayerOutputs } from "../activations/layer_outputs.ts";
+import { channelStats } from "../rank/activation.ts";
+import { outputKind } from "../model/class_scores.ts";
+import { type Criterion, criterionByName, criterionNames } from "../rank/registry.ts";
+import { sweepFast } from "../sweep/engines/masked.ts";
+import { largestKWithin } from "../sweep/summary.ts";
+import { modelCost } from "../surgery/cost.ts";
+import { type ChannelRemoval, type LayerSurgery, removeChannels, zeroChannels } from "../surgery/remove.ts";
 import {
   compareLatency,
   countMatches,
@@ -35,7 +35,7 @@ import {
   maskedClasses,
   maxOutputDifference,
   predictClasses,
-} from "../prune/measure.ts";
+} from "../surgery/measure.ts";
 import { finetune, FINETUNE_PEAK_LR, type FinetuneEpoch } from "../train/finetune.ts";
 import type { Dataset, Ranking, SweepPoint } from "../types.ts";
 import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";

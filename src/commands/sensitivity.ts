@@ -9,16 +9,16 @@
  */
 import { join } from "node:path";
 import { type BackendName, setupBackend } from "../backend.ts";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import { parseFlags, parsePreprocessing, positiveInt } from "../cli/args.ts";
 import { loadTestSet, loadTrainSet } from "../data/cifar10.ts";
 import { resolveDataDir } from "../data/fetch.ts";
 import { loadModel } from "../model/load.ts";
 import { convLayers, type LayerRef, pickLayer } from "../model/layers.ts";
-import { criterionByName, criterionNames } from "../prune/rankings.ts";
-import { sensitivityOnWorkers } from "../prune/sensitivity_pool.ts";
-import { outputKind } from "../prune/class_scores.ts";
-import { couplingMessage, couplingOf } from "../prune/topology.ts";
+import { criterionByName, criterionNames } from "../rank/registry.ts";
+import { sensitivityOnWorkers } from "../sensitivity/pool.ts";
+import { outputKind } from "../model/class_scores.ts";
+import { couplingMessage, couplingOf } from "../model/coupling.ts";
 import {
   DEFAULT_MAX_CACHE_BYTES,
   kValuesFromFractions,
@@ -26,8 +26,8 @@ import {
   layerSensitivity,
   type LayerSensitivityResult,
   plannedWork,
-} from "../prune/sensitivity.ts";
-import { largestKWithin } from "../prune/summary.ts";
+} from "../sensitivity/scan.ts";
+import { largestKWithin } from "../sweep/summary.ts";
 import type { Dataset } from "../types.ts";
 import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
 import { distillerTable, nniTable } from "../report/sensitivity_tables.ts";

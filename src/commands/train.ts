@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, setupBackend } from "../backend.ts";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import { parseFlags, positiveInt, positiveNumber } from "../cli/args.ts";
 import { CLASS_NAMES, loadTestSet, loadTrainSet } from "../data/cifar10.ts";
 import { resolveDataDir } from "../data/fetch.ts";

@@ -4,7 +4,7 @@
  * 10 classes out) and resolves its input preprocessing (metadata, else flags, else x/255).
  */
 import * as tf from "@tensorflow/tfjs";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import { DEFAULT_PREPROCESSING, type Preprocessing } from "../types.ts";
 import { fileLoader } from "./tfjs_io.ts";
 import { CLASS_NAMES } from "../data/cifar10.ts";

@@ -9,7 +9,7 @@
  * `layer.output`, saving and a second split keep working.
  */
 import * as tf from "@tensorflow/tfjs";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import { layerOutputShape, type LayerRef } from "./layers.ts";
 
 /** A model cut after `layer`. */

@@ -5,7 +5,7 @@
  * Pure functions of the numbers: header + rows for `writeCsv`.
  */
 import type { CsvCell } from "./outputs.ts";
-import type { LayerSensitivityResult } from "../prune/sensitivity.ts";
+import type { LayerSensitivityResult } from "../sensitivity/scan.ts";
 
 /** A CSV table: header and rows. */
 export interface Table {

@@ -9,7 +9,7 @@
  * The format is told by the bytes (HDF5 signature or zip header), not by the file extension.
  */
 import * as tf from "@tensorflow/tfjs";
-import { UserError } from "../../errors.ts";
+import { UserError } from "../../core/errors.ts";
 import type { RawModel } from "../load.ts";
 import { Hdf5File, isHdf5 } from "./hdf5.ts";
 import { isZip, readKerasArchive } from "./zip.ts";

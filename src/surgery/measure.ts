@@ -7,8 +7,8 @@ import * as tf from "@tensorflow/tfjs";
 import type { SplitModel } from "../model/split.ts";
 import type { Dataset, Preprocessing } from "../types.ts";
 import { imagesToTensor } from "../data/tensors.ts";
-import type { LayerOutputs } from "./activations.ts";
-import { maskChannelsStacked } from "./mask.ts";
+import type { LayerOutputs } from "../activations/layer_outputs.ts";
+import { maskChannelsStacked } from "../sweep/mask.ts";
 
 /** Latency of one batch size: the median of timed runs after warm-up runs. */
 export interface Latency {

@@ -4,7 +4,7 @@
  * fast sweep all read.
  */
 import * as tf from "@tensorflow/tfjs";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import type { SplitModel } from "../model/split.ts";
 import type { Dataset, Preprocessing } from "../types.ts";
 import { imagesToTensor } from "../data/tensors.ts";

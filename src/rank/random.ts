@@ -1,6 +1,6 @@
 /** The `random` criterion: a seeded random order, the baseline every other criterion must beat. */
 import type { Ranking } from "../types.ts";
-import { mulberry32 } from "../train/random.ts";
+import { mulberry32 } from "../core/random.ts";
 import { ascendingOrder } from "./criteria.ts";
 
 /**

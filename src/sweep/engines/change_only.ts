@@ -15,10 +15,10 @@
  * pruned channel; not bit-exact, see there).
  */
 import * as tf from "@tensorflow/tfjs";
-import type { SplitModel } from "../model/split.ts";
-import type { Ranking, SweepPoint } from "../types.ts";
-import type { LayerOutputs } from "./activations.ts";
-import { DEFAULT_MEMORY_BUDGET, rankPositions, resolveKValues, sweepPoint } from "./sweep.ts";
+import type { SplitModel } from "../../model/split.ts";
+import type { Ranking, SweepPoint } from "../../types.ts";
+import type { LayerOutputs } from "../../activations/layer_outputs.ts";
+import { DEFAULT_MEMORY_BUDGET, rankPositions, resolveKValues, sweepPoint } from "./masked.ts";
 
 /**
  * What the engine evaluates: one row per image, the image's current (partly pruned) input to

@@ -17,10 +17,10 @@ import { type BackendName, setupBackend } from "../backend.ts";
 import { loadTrainSet } from "../data/cifar10.ts";
 import { pickLayer } from "../model/layers.ts";
 import type { Dataset, Preprocessing } from "../types.ts";
-import type { OutputKind } from "./class_scores.ts";
-import { criterionByName } from "./rankings.ts";
-import { layerSensitivity } from "./sensitivity.ts";
-import { postProgress, serveRequests } from "./worker_protocol.ts";
+import type { OutputKind } from "../model/class_scores.ts";
+import { criterionByName } from "../rank/registry.ts";
+import { layerSensitivity } from "./scan.ts";
+import { postProgress, serveRequests } from "../parallel/protocol.ts";
 
 /** A request to a sensitivity worker. */
 export type SensitivityRequest =

@@ -6,13 +6,13 @@
  */
 import type * as tf from "@tensorflow/tfjs";
 import type { BackendName } from "../backend.ts";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import type { LayerRef } from "../model/layers.ts";
 import type { Dataset, Preprocessing } from "../types.ts";
-import type { OutputKind } from "./class_scores.ts";
-import { modelArtifacts, PoolWorker } from "./parallel.ts";
-import type { LayerSensitivityResult } from "./sensitivity.ts";
-import type { SensitivityRequest } from "./sensitivity_worker.ts";
+import type { OutputKind } from "../model/class_scores.ts";
+import { modelArtifacts, PoolWorker } from "../parallel/pool.ts";
+import type { LayerSensitivityResult } from "./scan.ts";
+import type { SensitivityRequest } from "./worker.ts";
 
 /** Options of `sensitivityOnWorkers`. */
 export interface SensitivityPoolOptions {
@@ -54,7 +54,7 @@ export async function sensitivityOnWorkers(
   const count = Math.min(Math.floor(opts.workers), layers.length);
   if (!(count >= 1)) throw new UserError(`--workers must be a positive integer, got ${opts.workers}.`);
   const artifacts = await modelArtifacts(model);
-  const url = new URL("./sensitivity_worker.ts", import.meta.url);
+  const url = new URL("./worker.ts", import.meta.url);
   const workers = Array.from({ length: count }, () => new PoolWorker<SensitivityRequest>(url));
   try {
     await Promise.all(workers.map((w) =>

@@ -25,9 +25,9 @@
 import * as tf from "@tensorflow/tfjs";
 import type { LayerRef } from "../model/layers.ts";
 import { type SplitModel, splitModelAsync } from "../model/split.ts";
-import { UserError } from "../errors.ts";
-import type { LayerOutputs } from "./activations.ts";
-import type { RowSource } from "./sweep_incremental.ts";
+import { UserError } from "../core/errors.ts";
+import type { LayerOutputs } from "../activations/layer_outputs.ts";
+import type { RowSource } from "./engines/change_only.ts";
 import { type DenseSpec, SparseDenseChain, sparseDenseSupported } from "../kernels/sparse_dense.ts";
 
 /** The per-channel layers after a conv layer and the Dense layer they lead to. */

@@ -11,18 +11,18 @@
  * process would, so the counts equal a single worker's.
  */
 import * as tf from "@tensorflow/tfjs";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import type { BackendName } from "../backend.ts";
 import type { LayerRef } from "../model/layers.ts";
 import { splitModelAsync } from "../model/split.ts";
 import type { Dataset, Preprocessing, Ranking, SweepPoint } from "../types.ts";
 import { IMAGE_BYTES } from "../data/cifar10.ts";
-import { DEFAULT_MAX_OUTPUT_BYTES, type LayerOutputs } from "./activations.ts";
-import { resolveKValues, sweepPoint } from "./sweep.ts";
-import { changeCounts } from "./sweep_incremental.ts";
-import type { SweepShare, WorkerRequest } from "./sweep_worker.ts";
-import type { WorkerReply } from "./worker_protocol.ts";
-import type { RowEngine } from "./linear_head.ts";
+import { DEFAULT_MAX_OUTPUT_BYTES, type LayerOutputs } from "../activations/layer_outputs.ts";
+import { resolveKValues, sweepPoint } from "../sweep/engines/masked.ts";
+import { changeCounts } from "../sweep/engines/change_only.ts";
+import type { SweepShare, WorkerRequest } from "../sweep/worker.ts";
+import type { WorkerReply } from "./protocol.ts";
+import type { RowEngine } from "../sweep/linear_head.ts";
 
 /** How the sweep's work is shared: by images or by K values. */
 export type SweepSplit = "images" | "k";
@@ -113,7 +113,7 @@ export class PoolWorker<Request extends { id: number } = WorkerRequest> {
   private pending = new Map<number, Pending>();
   tfPeakBytes = 0;
 
-  constructor(url: URL = new URL("./sweep_worker.ts", import.meta.url)) {
+  constructor(url: URL = new URL("../sweep/worker.ts", import.meta.url)) {
     this.worker = new Worker(url.href, { type: "module" });
     this.worker.onmessage = (e: MessageEvent<WorkerReply>) => {
       const reply = e.data;

@@ -18,10 +18,10 @@ import { type BackendName, setupBackend } from "../backend.ts";
 import { pickLayer } from "../model/layers.ts";
 import { type SplitModel, splitModelAsync } from "../model/split.ts";
 import type { Preprocessing } from "../types.ts";
-import { computeLayerOutputs, type LayerOutputs } from "./activations.ts";
+import { computeLayerOutputs, type LayerOutputs } from "../activations/layer_outputs.ts";
 import { engineRows, type RowEngine } from "./linear_head.ts";
-import { type RowSource, sweepIncremental } from "./sweep_incremental.ts";
-import { postProgress, serveRequests } from "./worker_protocol.ts";
+import { type RowSource, sweepIncremental } from "./engines/change_only.ts";
+import { postProgress, serveRequests } from "../parallel/protocol.ts";
 
 /** A request to a worker. */
 export type WorkerRequest =

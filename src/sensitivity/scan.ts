@@ -16,19 +16,19 @@ import type { LayerRef } from "../model/layers.ts";
 import { splitModelAsync } from "../model/split.ts";
 import type { Dataset, Preprocessing, Ranking } from "../types.ts";
 import { sliceDataset } from "../data/cifar10.ts";
-import { computeLayerOutputs } from "./activations.ts";
+import { computeLayerOutputs } from "../activations/layer_outputs.ts";
 import {
   accumulateChannelStats,
   type ChannelStats,
   type DeadChannel,
   deadChannels,
   emptyChannelStats,
-} from "./criteria_activation.ts";
-import { type Criterion, type RankingContext } from "./rankings.ts";
+} from "../rank/activation.ts";
+import { type Criterion, type RankingContext } from "../rank/registry.ts";
 import { type MaskTally, tallyMasks } from "./evaluate_masks.ts";
-import { rankPositions, resolveKValues } from "./sweep.ts";
-import type { OutputKind } from "./class_scores.ts";
-import { kernelName } from "./topology.ts";
+import { rankPositions, resolveKValues } from "../sweep/engines/masked.ts";
+import type { OutputKind } from "../model/class_scores.ts";
+import { kernelName } from "../model/coupling.ts";
 
 /** Bytes of cached layer outputs a layer may hold at once before it is streamed (default 1 GiB). */
 export const DEFAULT_MAX_CACHE_BYTES = 2 ** 30;

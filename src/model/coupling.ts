@@ -9,8 +9,8 @@
  * network, and a ranking of that layer alone says nothing about the block.
  */
 import type * as tf from "@tensorflow/tfjs";
-import { UserError } from "../errors.ts";
-import { convLayers, type LayerRef } from "../model/layers.ts";
+import { UserError } from "../core/errors.ts";
+import { convLayers, type LayerRef } from "./layers.ts";
 
 /** Layers that keep channel c in channel c (element-wise, per-channel or spatial only). */
 export const CHANNEL_PRESERVING = new Set([

@@ -8,11 +8,11 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { SplitModel } from "../model/split.ts";
-import type { LayerOutputs } from "./activations.ts";
-import { countCorrect } from "./accuracy.ts";
-import { maskChannelsStacked } from "./mask.ts";
-import { planBatching } from "./sweep.ts";
-import { countTop5, crossEntropyPerImage, type OutputKind } from "./class_scores.ts";
+import type { LayerOutputs } from "../activations/layer_outputs.ts";
+import { countCorrect } from "../model/evaluate.ts";
+import { maskChannelsStacked } from "../sweep/mask.ts";
+import { planBatching } from "../sweep/engines/masked.ts";
+import { countTop5, crossEntropyPerImage, type OutputKind } from "../model/class_scores.ts";
 
 /** What one mask scored over some images. */
 export interface MaskTally {

@@ -12,11 +12,11 @@
  * the same numbers, for less work per K.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { Pushdown, SplitModel } from "../model/split.ts";
-import type { Ranking, SweepPoint } from "../types.ts";
-import type { LayerOutputs } from "./activations.ts";
-import { defaultMasking, maskChannelsStacked, type MaskingSite, maskStackInto } from "./mask.ts";
-import { countCorrect } from "./accuracy.ts";
+import type { Pushdown, SplitModel } from "../../model/split.ts";
+import type { Ranking, SweepPoint } from "../../types.ts";
+import type { LayerOutputs } from "../../activations/layer_outputs.ts";
+import { defaultMasking, maskChannelsStacked, type MaskingSite, maskStackInto } from "../mask.ts";
+import { countCorrect } from "../../model/evaluate.ts";
 
 /** Device memory the fast sweep aims to stay under, unless told otherwise (256 MiB). */
 export const DEFAULT_MEMORY_BUDGET = 256 * 2 ** 20;

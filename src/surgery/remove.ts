@@ -31,7 +31,7 @@
  * indices of the original model, so the order of the layers does not matter.
  */
 import * as tf from "@tensorflow/tfjs";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import { CONV_CLASS, layerOutputShape } from "../model/layers.ts";
 
 /** Channels to prune from one Conv2D layer, as indices of the original layer. */

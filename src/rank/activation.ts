@@ -6,7 +6,7 @@
  * channels, whose pruning changes nothing.
  */
 import type { Ranking } from "../types.ts";
-import type { LayerOutputs } from "./activations.ts";
+import type { LayerOutputs } from "../activations/layer_outputs.ts";
 import { ascendingOrder } from "./criteria.ts";
 
 /** Per-channel statistics of a layer's outputs over every image and position seen so far. */

@@ -3,7 +3,7 @@
  * (`order[0]` is the channel pruned first).
  */
 import type { Ranking } from "../types.ts";
-import type { LayerOutputs } from "./activations.ts";
+import type { LayerOutputs } from "../activations/layer_outputs.ts";
 
 /** The criterion name `rankByMean` records. */
 export const MEAN_ACTIVATION = "mean_activation";

@@ -12,9 +12,9 @@ import * as tf from "@tensorflow/tfjs";
 import type { SplitModel } from "../model/split.ts";
 import type { Dataset, Preprocessing, Ranking } from "../types.ts";
 import { imagesToTensor } from "../data/tensors.ts";
-import type { LayerOutputs } from "./activations.ts";
+import type { LayerOutputs } from "../activations/layer_outputs.ts";
 import { ascendingOrder } from "./criteria.ts";
-import { crossEntropyPerImage, type OutputKind } from "./class_scores.ts";
+import { crossEntropyPerImage, type OutputKind } from "../model/class_scores.ts";
 
 /**
  * Taylor scores from the layer's outputs and the loss gradients at them (same shape, NHWC):

@@ -6,7 +6,7 @@
  * `progress` messages in between; every answer reports the worker's peak tf.memory() so far.
  */
 import * as tf from "@tensorflow/tfjs";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 
 /** A worker's answer: a result, progress (`done` of `total` units), or an error. */
 export type WorkerReply =

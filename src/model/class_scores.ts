@@ -4,7 +4,7 @@
  * gradient. Top-1 is counted by `countCorrect` (accuracy.ts), as the sweeps count it.
  */
 import * as tf from "@tensorflow/tfjs";
-import { activationName } from "../model/layers.ts";
+import { activationName } from "./layers.ts";
 
 /** How a model's output is to be read: softmax probabilities, or raw logits. */
 export type OutputKind = "probabilities" | "logits";

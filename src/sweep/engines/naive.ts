@@ -5,11 +5,11 @@
  * match count for count.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { LayerRef } from "../model/layers.ts";
-import type { Dataset, Preprocessing, Ranking, SweepPoint } from "../types.ts";
-import { imagesToTensor } from "../data/tensors.ts";
-import { countCorrect } from "./accuracy.ts";
-import { resolveKValues, sweepPoint } from "./sweep.ts";
+import type { LayerRef } from "../../model/layers.ts";
+import type { Dataset, Preprocessing, Ranking, SweepPoint } from "../../types.ts";
+import { imagesToTensor } from "../../data/tensors.ts";
+import { countCorrect } from "../../model/evaluate.ts";
+import { resolveKValues, sweepPoint } from "./masked.ts";
 
 /**
  * Evaluate `model` on `ds`: how many images its top class gets right.

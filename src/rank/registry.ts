@@ -14,16 +14,16 @@
  * | largest    | layer outputs                           | highest mean (the reverse of mean)|
  */
 import type * as tf from "@tensorflow/tfjs";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import type { LayerRef } from "../model/layers.ts";
 import type { SplitModel } from "../model/split.ts";
 import type { Dataset, Preprocessing, Ranking } from "../types.ts";
-import { type ChannelStats, rankByApoz, rankByMeanStats, rankLargest } from "./criteria_activation.ts";
-import { rankByBnGamma, rankByL1, rankByL2 } from "./criteria_weights.ts";
-import { rankRandom } from "./criteria_random.ts";
-import { rankByTaylor, taylorScores } from "./criteria_taylor.ts";
-import { batchNormAfter, batchNormGammaAfter, convKernel } from "./topology.ts";
-import type { OutputKind } from "./class_scores.ts";
+import { type ChannelStats, rankByApoz, rankByMeanStats, rankLargest } from "./activation.ts";
+import { rankByBnGamma, rankByL1, rankByL2 } from "./weights.ts";
+import { rankRandom } from "./random.ts";
+import { rankByTaylor, taylorScores } from "./taylor.ts";
+import { batchNormAfter, batchNormGammaAfter, convKernel } from "../model/coupling.ts";
+import type { OutputKind } from "../model/class_scores.ts";
 
 /** Everything a criterion may read; each reads only what it needs. */
 export interface RankingContext {
