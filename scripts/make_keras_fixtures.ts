@@ -1,5 +1,5 @@
 /**
- * Small Keras files for tests/keras_test.ts, written into fixtures/keras/ (run with
+ * Small Keras files for tests/model/keras_test.ts, written into fixtures/keras/ (run with
  * `deno run --allow-read --allow-write=fixtures --allow-env scripts/make_keras_fixtures.ts`).
  *
  * Two tiny CIFAR-shaped TF.js models (a Sequential one and a Functional one with Add, Concatenate,
