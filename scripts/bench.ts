@@ -47,7 +47,7 @@ import { resolveKValues, sweepFast } from "../src/sweep/engines/masked.ts";
 import { sweepNaive } from "../src/sweep/engines/naive.ts";
 import { changeCounts, sweepIncremental } from "../src/sweep/engines/change_only.ts";
 import { engineRows, type RowEngine } from "../src/sweep/linear_head.ts";
-import { SweepPool, type SweepSplit } from "../src/parallel/pool.ts";
+import { SweepPool, type SweepSplit } from "../src/sweep/engines/pool.ts";
 import { Progress } from "../src/ui/progress.ts";
 import { type Dataset, DEFAULT_PREPROCESSING, type Preprocessing, type SweepPoint } from "../src/types.ts";
 

@@ -26,7 +26,7 @@ import { comparisonSeries, comparisonTable, detailTable, rankingTable } from "..
 import { sweepFast } from "../sweep/engines/masked.ts";
 import { sweepIncremental } from "../sweep/engines/change_only.ts";
 import { engineRows } from "../sweep/linear_head.ts";
-import { SweepPool } from "../parallel/pool.ts";
+import { SweepPool } from "../sweep/engines/pool.ts";
 import { sweepNaive } from "../sweep/engines/naive.ts";
 import { largestKWithin, SUMMARY_BANDS } from "../sweep/summary.ts";
 import type { SweepResult } from "../types.ts";

@@ -13,7 +13,8 @@ import { splitModel } from "../../src/model/split.ts";
 import { computeLayerOutputs } from "../../src/activations/layer_outputs.ts";
 import { rankByMean } from "../../src/rank/criteria.ts";
 import { sweepFast } from "../../src/sweep/engines/masked.ts";
-import { balancedRanges, evenRanges, SweepPool } from "../../src/parallel/pool.ts";
+import { balancedRanges, evenRanges } from "../../src/parallel/pool.ts";
+import { SweepPool } from "../../src/sweep/engines/pool.ts";
 
 const fixture = (p: string) => fileURLToPath(new URL(`../../fixtures/${p}`, import.meta.url));
 
