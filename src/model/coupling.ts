@@ -11,68 +11,7 @@
 import type * as tf from "@tensorflow/tfjs";
 import { UserError } from "../core/errors.ts";
 import { convLayers, type LayerRef } from "./layers.ts";
-
-/** Layers that keep channel c in channel c (element-wise, per-channel or spatial only). */
-export const CHANNEL_PRESERVING = new Set([
-  "Activation",
-  "ReLU",
-  "LeakyReLU",
-  "PReLU",
-  "ELU",
-  "ThresholdedReLU",
-  "BatchNormalization",
-  "Dropout",
-  "SpatialDropout1D",
-  "GaussianNoise",
-  "GaussianDropout",
-  "AlphaDropout",
-  "MaxPooling2D",
-  "AveragePooling2D",
-  "ZeroPadding2D",
-  "Cropping2D",
-  "UpSampling2D",
-  "DepthwiseConv2D",
-]);
-
-/** Merge layers that combine their inputs channel by channel. */
-export const ELEMENTWISE_MERGES = new Set(["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"]);
-
-interface Sym {
-  sourceLayer: tf.layers.Layer;
-  nodeIndex: number;
-}
-
-interface GraphNode {
-  inputTensors: Sym[];
-}
-
-/**
- * The model's graph as "layer name -> the layers that read its output", walked from the model's
- * output back to its input (so only this model's uses of shared layer objects count).
- *
- * @example
- * ```ts
- * consumers(model).get("conv2")?.map((l) => l.name); // ["bn"]
- * ```
- */
-export function consumers(model: tf.LayersModel): Map<string, tf.layers.Layer[]> {
-  const readers = new Map<string, tf.layers.Layer[]>();
-  const seen = new Set<GraphNode>();
-  const stack: Sym[] = [...(model.outputs as unknown as Sym[])];
-  while (stack.length > 0) {
-    const t = stack.pop()!;
-    const node = (t.sourceLayer as unknown as { inboundNodes: GraphNode[] }).inboundNodes[t.nodeIndex];
-    if (!node || seen.has(node)) continue;
-    seen.add(node);
-    for (const input of node.inputTensors) {
-      const list = readers.get(input.sourceLayer.name) ?? [];
-      if (!list.includes(t.sourceLayer)) list.push(t.sourceLayer);
-      readers.set(input.sourceLayer.name, list);
-      stack.push(input);
-    }
-  }
-  return readers;
-}
+import { keepsChannels, layerClass, readersOf } from "./graph.ts";
 
 /** Where a layer's channels meet another branch: the merge layer and the layers on the way. */
 export interface Coupling {
@@ -94,15 +33,17 @@ export interface Coupling {
  * ```
  */
 export function couplingOf(model: tf.LayersModel, layer: LayerRef): Coupling | null {
-  const readers = consumers(model);
+  const readers = readersOf(model);
   const queue: { name: string; via: string[] }[] = [{ name: layer.name, via: [] }];
   const seen = new Set<string>([layer.name]);
   while (queue.length > 0) {
     const { name, via } = queue.shift()!;
     for (const next of readers.get(name) ?? []) {
       const cls = next.getClassName();
-      if (ELEMENTWISE_MERGES.has(cls)) return { layer: layer.name, merge: next.name, mergeClass: cls, via };
-      if (CHANNEL_PRESERVING.has(cls) && !seen.has(next.name)) {
+      if (layerClass(cls).kind === "merge") {
+        return { layer: layer.name, merge: next.name, mergeClass: cls, via };
+      }
+      if (keepsChannels(cls) && !seen.has(next.name)) {
         seen.add(next.name);
         queue.push({ name: next.name, via: [...via, next.name] });
       }
@@ -193,7 +134,7 @@ export function batchNormAfter(
   model: tf.LayersModel,
   layer: LayerRef,
 ): { bn: tf.layers.Layer; gammaAt: number } {
-  const readers = consumers(model).get(layer.name) ?? [];
+  const readers = readersOf(model).get(layer.name) ?? [];
   const bn = readers.length === 1 && readers[0].getClassName() === "BatchNormalization" ? readers[0] : null;
   if (!bn) {
     const after = readers.length === 0

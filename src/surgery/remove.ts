@@ -33,6 +33,14 @@
 import * as tf from "@tensorflow/tfjs";
 import { UserError } from "../core/errors.ts";
 import { CONV_CLASS, layerOutputShape } from "../model/layers.ts";
+import {
+  graphSteps,
+  keepsChannels,
+  layerClass,
+  nextInChain,
+  notOnChannels,
+  type Step,
+} from "../model/graph.ts";
 
 /** Channels to prune from one Conv2D layer, as indices of the original layer. */
 export interface ChannelRemoval {
@@ -88,46 +96,8 @@ export interface ChannelPath {
   kind: "conv" | "dense";
 }
 
-/** Layers that act on each channel of an H x W x C map separately. */
-const CHANNEL_WISE = new Set([
-  "BatchNormalization",
-  "Activation",
-  "ReLU",
-  "LeakyReLU",
-  "ELU",
-  "ThresholdedReLU",
-  "MaxPooling2D",
-  "AveragePooling2D",
-  "Dropout",
-  "SpatialDropout2D",
-  "GaussianNoise",
-  "GaussianDropout",
-  "AlphaDropout",
-  "ZeroPadding2D",
-  "Cropping2D",
-  "UpSampling2D",
-]);
-/** Layers that turn H x W x C into features. */
-const FLATTENING = new Set(["Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D"]);
-/** Layers that act on each feature separately. */
-const ELEMENT_WISE = new Set([
-  "Activation",
-  "ReLU",
-  "LeakyReLU",
-  "ELU",
-  "ThresholdedReLU",
-  "Dropout",
-  "GaussianNoise",
-  "GaussianDropout",
-  "AlphaDropout",
-]);
-
-interface InboundNode {
-  inboundLayers: tf.layers.Layer[];
-}
-
-function inboundNodes(layer: tf.layers.Layer): InboundNode[] {
-  return (layer as unknown as { inboundNodes: InboundNode[] }).inboundNodes;
+function inboundNodes(layer: tf.layers.Layer): unknown[] {
+  return (layer as unknown as { inboundNodes: unknown[] }).inboundNodes;
 }
 
 function config(layer: tf.layers.Layer): Record<string, unknown> {
@@ -135,55 +105,50 @@ function config(layer: tf.layers.Layer): Record<string, unknown> {
 }
 
 /** The one layer of `model` that takes `layer`'s output; a UserError when there is not exactly one. */
-function nextLayer(model: tf.LayersModel, layer: tf.layers.Layer, conv: string): tf.layers.Layer {
-  if (model.outputs.some((t) => t.sourceLayer === layer)) {
+function nextLayer(
+  model: tf.LayersModel,
+  steps: Step[],
+  layer: tf.layers.Layer,
+  conv: string,
+): tf.layers.Layer {
+  const link = nextInChain(model, steps, layer);
+  if ("next" in link) return link.next;
+  if (link.end === "output") {
     throw new UserError(
       `cannot remove channels of ${conv}: ${layer.name}'s output is the model's output, no layer consumes it.`,
     );
   }
-  const users = model.layers.filter((l) => inboundNodes(l).some((n) => n.inboundLayers.includes(layer)));
-  if (users.length !== 1) {
+  if (link.end === "branch") {
     throw new UserError(
-      `cannot remove channels of ${conv}: ${layer.name}'s output goes to ${users.length} layers ` +
+      `cannot remove channels of ${conv}: ${layer.name}'s output goes to ${link.readers.length} layers ` +
         `(${
-          users.map((u) => u.name).join(", ")
+          link.readers.map((u) => u.name).join(", ")
         }); only a straight path to the next conv or dense layer is supported.`,
     );
   }
-  const next = users[0];
-  const nodes = inboundNodes(next);
-  if (nodes.length !== 1 || nodes[0].inboundLayers.length !== 1) {
-    throw new UserError(
-      `cannot remove channels of ${conv}: ${next.name} (${next.getClassName()}) after it takes several inputs ` +
-        `or is shared; only a straight path to the next conv or dense layer is supported.`,
-    );
-  }
-  return next;
+  throw new UserError(
+    `cannot remove channels of ${conv}: ${link.reader.name} (${link.reader.getClassName()}) after it takes several inputs ` +
+      `or is shared; only a straight path to the next conv or dense layer is supported.`,
+  );
 }
 
-function checkChannelsLast(layer: tf.layers.Layer, conv: string): void {
-  const cfg = config(layer);
-  const format = cfg.dataFormat ?? cfg.data_format;
-  if (format !== undefined && format !== "channelsLast" && format !== "channels_last") {
-    throw new UserError(
-      `cannot remove channels of ${conv}: ${layer.name} uses ${format}; only channels-last models are supported.`,
-    );
+function checkChannelsLast(layer: tf.layers.Layer, conv: string, flat: boolean): void {
+  const why = notOnChannels(layer, flat);
+  if (why) {
+    throw new UserError(`cannot remove channels of ${conv}: ${why}; only channel-wise layers can be passed.`);
   }
-  if (layer.getClassName() === "BatchNormalization") {
-    const axis = ([] as unknown[]).concat(cfg.axis);
-    if (axis.length !== 1 || (axis[0] !== -1 && axis[0] !== 3)) {
-      throw new UserError(
-        `cannot remove channels of ${conv}: ${layer.name} normalizes axis ${
-          JSON.stringify(cfg.axis)
-        }, not the channel axis.`,
-      );
-    }
-  }
-  if (layer.getClassName() === "Activation" && cfg.activation === "softmax") {
-    throw new UserError(
-      `cannot remove channels of ${conv}: ${layer.name} is a softmax across channels, not channel-wise.`,
-    );
-  }
+}
+
+/** Layers surgery passes on the conv's map: channel-kept, with no weights or BatchNorm's (which it cuts). */
+function passesOnMaps(layer: tf.layers.Layer): boolean {
+  const c = layerClass(layer);
+  return keepsChannels(layer) && (c.weights === "none" || layer.getClassName() === "BatchNormalization");
+}
+
+/** Layers surgery passes on flat features: element-wise, with no weights. */
+function passesOnFeatures(layer: tf.layers.Layer): boolean {
+  const c = layerClass(layer);
+  return c.kind === "element-wise" && c.weights === "none";
 }
 
 /**
@@ -207,7 +172,8 @@ export function channelPath(model: tf.LayersModel, convName: string): ChannelPat
       `cannot remove channels of ${convName}: the layer is shared (applied several times).`,
     );
   }
-  checkChannelsLast(conv, convName);
+  checkChannelsLast(conv, convName, false);
+  const steps = graphSteps(model);
   const shape = layerOutputShape(conv);
   const channels = shape[shape.length - 1];
   const spatial: tf.layers.Layer[] = [];
@@ -215,18 +181,18 @@ export function channelPath(model: tf.LayersModel, convName: string): ChannelPat
   let flatten: tf.layers.Layer | null = null;
   let at = conv;
   for (let guard = 0; guard < 10_000; guard++) {
-    const next = nextLayer(model, at, convName);
+    const next = nextLayer(model, steps, at, convName);
     const cls = next.getClassName();
-    checkChannelsLast(next, convName);
+    checkChannelsLast(next, convName, flatten !== null);
     if (cls === CONV_CLASS && flatten === null) {
       return { conv, channels, spatial, flatten, post, consumer: next, kind: "conv" };
     }
     if (cls === "Dense" && flatten !== null) {
       return { conv, channels, spatial, flatten, post, consumer: next, kind: "dense" };
     }
-    if (flatten === null && CHANNEL_WISE.has(cls)) spatial.push(next);
-    else if (flatten === null && FLATTENING.has(cls)) flatten = next;
-    else if (flatten !== null && ELEMENT_WISE.has(cls)) post.push(next);
+    if (flatten === null && passesOnMaps(next)) spatial.push(next);
+    else if (flatten === null && layerClass(next).kind === "flattening") flatten = next;
+    else if (flatten !== null && passesOnFeatures(next)) post.push(next);
     else {
       throw new UserError(
         `cannot remove channels of ${convName}: on the way to the next conv or dense layer it meets ${next.name} ` +

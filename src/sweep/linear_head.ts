@@ -25,6 +25,14 @@
 import * as tf from "@tensorflow/tfjs";
 import type { LayerRef } from "../model/layers.ts";
 import { type SplitModel, splitModelAsync } from "../model/split.ts";
+import {
+  graphSteps,
+  keepsChannels,
+  layerClass,
+  nextInChain,
+  notOnChannels,
+  type Step,
+} from "../model/graph.ts";
 import { UserError } from "../core/errors.ts";
 import type { LayerOutputs } from "../activations/layer_outputs.ts";
 import type { RowSource } from "./engines/change_only.ts";
@@ -50,52 +58,10 @@ export interface LinearHead {
   denseTail: { layers: tf.layers.Layer[]; rest: SplitModel | null } | null;
 }
 
-/** Layers that map each channel to the same channel, position by position or pooled. */
-const PER_CHANNEL = new Set([
-  "BatchNormalization",
-  "MaxPooling2D",
-  "AveragePooling2D",
-  "GlobalAveragePooling2D",
-  "GlobalMaxPooling2D",
-  "ZeroPadding2D",
-  "Cropping2D",
-  "UpSampling2D",
-  "Dropout",
-  "SpatialDropout1D",
-  "GaussianNoise",
-  "GaussianDropout",
-  "AlphaDropout",
-  "Activation",
-  "ReLU",
-  "LeakyReLU",
-  "ELU",
-  "ThresholdedReLU",
-  "PReLU",
-  "Flatten",
-]);
-
-/** Layers whose output is flat (channel of input g: g mod C). */
-const FLATTENING = new Set(["Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D"]);
-
-interface GraphNode {
-  outboundLayer: tf.layers.Layer;
-  inboundLayers: tf.layers.Layer[];
-}
-
-function outbound(layer: tf.layers.Layer): GraphNode[] {
-  return (layer as unknown as { outboundNodes: GraphNode[] }).outboundNodes;
-}
-
-function inbound(layer: tf.layers.Layer): GraphNode[] {
-  return (layer as unknown as { inboundNodes: GraphNode[] }).inboundNodes;
-}
-
 /** The layer's only successor, when it has exactly one and takes only this layer's output. */
-function onlyNext(layer: tf.layers.Layer): tf.layers.Layer | null {
-  const next = outbound(layer);
-  if (next.length !== 1) return null;
-  const ins = inbound(next[0].outboundLayer);
-  return ins.length === 1 && ins[0].inboundLayers.length === 1 ? next[0].outboundLayer : null;
+function onlyNext(model: tf.LayersModel, steps: Step[], layer: tf.layers.Layer): tf.layers.Layer | null {
+  const link = nextInChain(model, steps, layer);
+  return "next" in link ? link.next : null;
 }
 
 const activationOf = (layer: tf.layers.Layer) =>
@@ -124,7 +90,8 @@ async function planDenseTail(
   if (activationOf(dense) !== "relu") return null;
   const layers: tf.layers.Layer[] = [];
   let at = dense;
-  for (let next = onlyNext(at); next; next = onlyNext(next)) {
+  const steps = graphSteps(model);
+  for (let next = onlyNext(model, steps, at); next; next = onlyNext(model, steps, next)) {
     if (next.getClassName() === "Dropout") continue;
     if (next.getClassName() !== "Dense" || activationOf(next) !== "relu") break;
     layers.push(next);
@@ -137,23 +104,12 @@ async function planDenseTail(
 /** Why `layer` does not keep channels apart, or null when it does. */
 function notPerChannel(layer: tf.layers.Layer, flat: boolean): string | null {
   const kind = layer.getClassName();
-  if (!PER_CHANNEL.has(kind)) return `${layer.name} (${kind}) is not a per-channel layer`;
-  const config = layer.getConfig() as Record<string, unknown>;
-  if (kind === "BatchNormalization") {
-    const axis = Array.isArray(config.axis) ? config.axis : [config.axis];
-    if (axis.length !== 1 || !(axis[0] === -1 || (!flat && axis[0] === 3) || (flat && axis[0] === 1))) {
-      return `${layer.name} normalizes axis ${config.axis}, not the channel axis`;
-    }
-  }
-  if (typeof config.dataFormat === "string" && config.dataFormat !== "channelsLast") {
-    return `${layer.name} is ${config.dataFormat}`;
-  }
-  if (kind === "Activation" && config.activation === "softmax") {
-    return `${layer.name} is a softmax over channels`;
-  }
-  if (flat && !FLATTENING.has(kind) && /Pooling|Padding|Cropping|UpSampling|Flatten/.test(kind)) {
-    return `${layer.name} (${kind}) comes after the flattening`;
-  }
+  const c = layerClass(layer);
+  const passes = (keepsChannels(layer) || c.kind === "flattening") && c.weights !== "kernel";
+  if (!passes) return `${layer.name} (${kind}) is not a per-channel layer`;
+  const why = notOnChannels(layer, flat);
+  if (why) return why;
+  if (flat && c.kind === "channel-wise") return `${layer.name} (${kind}) comes after the flattening`;
   return null;
 }
 
@@ -176,16 +132,17 @@ export async function planLinearHead(
   const channelLayers: tf.layers.Layer[] = [];
   let current = conv;
   let flat = false;
+  const steps = graphSteps(model);
   for (let guard = 0; guard < 1000; guard++) {
-    const next = outbound(current);
-    if (next.length !== 1) {
-      return { reason: `${current.name}'s output goes to ${next.length} layers, not one` };
+    const link = nextInChain(model, steps, current);
+    if ("end" in link && link.end !== "joined") {
+      const readers = link.end === "output" ? 0 : link.readers.length;
+      return { reason: `${current.name}'s output goes to ${readers} layers, not one` };
     }
-    const layerNext = next[0].outboundLayer;
-    const ins = inbound(layerNext);
-    if (ins.length !== 1 || ins[0].inboundLayers.length !== 1) {
-      return { reason: `${layerNext.name} is applied more than once or takes more than one input` };
+    if ("end" in link) {
+      return { reason: `${link.reader.name} is applied more than once or takes more than one input` };
     }
+    const layerNext = link.next;
     if (layerNext.getClassName() === "Dense") {
       if (!flat) return { reason: `${layerNext.name} is a Dense layer on a 4-D input` };
       const [kernel] = layerNext.getWeights();
@@ -207,7 +164,7 @@ export async function planLinearHead(
     }
     const why = notPerChannel(layerNext, flat);
     if (why) return { reason: why };
-    if (FLATTENING.has(layerNext.getClassName())) flat = true;
+    if (layerClass(layerNext).kind === "flattening") flat = true;
     channelLayers.push(layerNext);
     current = layerNext;
   }
