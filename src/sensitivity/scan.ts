@@ -26,7 +26,7 @@ import {
 } from "../rank/activation.ts";
 import { type Criterion, type RankingContext } from "../rank/registry.ts";
 import { type MaskTally, tallyMasks } from "./evaluate_masks.ts";
-import { rankPositions, resolveKValues } from "../sweep/engines/masked.ts";
+import { rankPositions, resolveKValues } from "../sweep/kvalues.ts";
 import type { OutputKind } from "../model/class_scores.ts";
 import { kernelName } from "../model/coupling.ts";
 

@@ -13,7 +13,8 @@ import { pickLayer } from "../../src/model/layers.ts";
 import { splitModel } from "../../src/model/split.ts";
 import { averageMaps, computeLayerOutputs, type LayerOutputs } from "../../src/activations/layer_outputs.ts";
 import { MEAN_ACTIVATION, rankByMean } from "../../src/rank/criteria.ts";
-import { planBatching, resolveKValues, sweepFast } from "../../src/sweep/engines/masked.ts";
+import { planBatching, sweepFast } from "../../src/sweep/engines/masked.ts";
+import { resolveKValues } from "../../src/sweep/kvalues.ts";
 import { evaluate } from "../../src/sweep/engines/naive.ts";
 import { UserError } from "../../src/core/errors.ts";
 

@@ -18,7 +18,7 @@ import * as tf from "@tensorflow/tfjs";
 import type { SplitModel } from "../../model/split.ts";
 import type { Ranking, SweepPoint } from "../../types.ts";
 import type { LayerOutputs } from "../../activations/layer_outputs.ts";
-import { DEFAULT_MEMORY_BUDGET, rankPositions, resolveKValues, sweepPoint } from "./masked.ts";
+import { DEFAULT_MEMORY_BUDGET, rankPositions, resolveKValues, sweepPoint } from "../kvalues.ts";
 
 /**
  * What the engine evaluates: one row per image, the image's current (partly pruned) input to

@@ -9,7 +9,7 @@ import type { LayerRef } from "../../model/layers.ts";
 import type { Dataset, Preprocessing, Ranking, SweepPoint } from "../../types.ts";
 import { imagesToTensor } from "../../data/tensors.ts";
 import { countCorrect } from "../../model/evaluate.ts";
-import { resolveKValues, sweepPoint } from "./masked.ts";
+import { resolveKValues, sweepPoint } from "../kvalues.ts";
 
 /**
  * Evaluate `model` on `ds`: how many images its top class gets right.

@@ -18,7 +18,7 @@ import { splitModelAsync } from "../../model/split.ts";
 import type { Dataset, Preprocessing, Ranking, SweepPoint } from "../../types.ts";
 import { IMAGE_BYTES } from "../../data/cifar10.ts";
 import { DEFAULT_MAX_OUTPUT_BYTES, type LayerOutputs } from "../../activations/layer_outputs.ts";
-import { resolveKValues, sweepPoint } from "./masked.ts";
+import { resolveKValues, sweepPoint } from "../kvalues.ts";
 import { changeCounts } from "./change_only.ts";
 import type { SweepShare, WorkerRequest } from "../worker.ts";
 import { balancedRanges, evenRanges, modelArtifacts, PoolWorker } from "../../parallel/pool.ts";
