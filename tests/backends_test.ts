@@ -21,8 +21,8 @@ import { rankByMean } from "../src/rank/criteria.ts";
 import { sweepFast } from "../src/sweep/engines/masked.ts";
 import { sweepNaive } from "../src/sweep/engines/naive.ts";
 import type { Ranking } from "../src/types.ts";
+import { fixture } from "./_helpers.ts";
 
-const fixture = (p: string) => fileURLToPath(new URL(`../fixtures/${p}`, import.meta.url));
 const child = fileURLToPath(new URL("./backends_webgpu_child.ts", import.meta.url));
 
 type Backend = Exclude<BackendName, "auto">;

@@ -16,18 +16,14 @@ import { resolveDataDir } from "../data/fetch.ts";
 import { loadModel } from "../model/load.ts";
 import { pickLayer } from "../model/layers.ts";
 import { splitModelAsync } from "../model/split.ts";
-import { averageMaps, computeLayerOutputs } from "../activations/layer_outputs.ts";
+import { averageMaps } from "../activations/layer_outputs.ts";
 import { channelStats, deadChannels } from "../rank/activation.ts";
 import { computeRankings, criterionNames, parseCriteria } from "../rank/registry.ts";
 import { outputKind } from "../model/class_scores.ts";
 import { assertUncoupled } from "../model/coupling.ts";
 import { type CriterionRun, summarizeRuns, verdictsAt } from "../report/compare.ts";
 import { comparisonSeries, comparisonTable, detailTable, rankingTable } from "../report/criteria_tables.ts";
-import { sweepFast } from "../sweep/engines/masked.ts";
-import { sweepIncremental } from "../sweep/engines/change_only.ts";
-import { engineRows } from "../sweep/linear_head.ts";
-import { SweepPool } from "../sweep/engines/pool.ts";
-import { sweepNaive } from "../sweep/engines/naive.ts";
+import { type EngineName, openEngine } from "../sweep/engine.ts";
 import { largestKWithin, SUMMARY_BANDS } from "../sweep/summary.ts";
 import type { SweepResult } from "../types.ts";
 import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
@@ -134,7 +130,7 @@ export async function run(args: string[]): Promise<void> {
   const criteria = parseCriteria(values.criterion!);
   const seeds = positiveInt("seeds", values.seeds, 5);
   const taylorImages = positiveInt("taylor-images", values["taylor-images"], 512);
-  const engine = values.naive
+  const engine: EngineName = values.naive
     ? "naive"
     : values.algebra
     ? "algebra"
@@ -174,20 +170,15 @@ export async function run(args: string[]): Promise<void> {
 
   t0 = performance.now();
   const split = await splitModelAsync(loaded.model, layer);
-  // --algebra / --dense-kernel: their rows (linear_head.ts), refused here, before the prefix pass,
-  // where they do not apply; one source serves every ranking's sweep.
-  const rows = engine === "naive" ? undefined : await engineRows(loaded.model, split, engine);
-  // --workers N: the prefix pass and the fast sweeps shared by N workers (closed when run() returns).
-  // The pool cuts the model with synchronous reads (parallel.ts), which WebGPU cannot do.
-  if (workers > 1 && backend === "webgpu") {
-    throw new UserError("--workers runs on cpu or wasm only; with --backend webgpu use --workers 1.");
-  }
-  using pool = workers > 1 ? await SweepPool.start(loaded.model, layer, { workers, backend }) : null;
+  // The engine refuses here, before the prefix pass, what does not apply; with --workers N its
+  // workers share the prefix pass and the sweeps (closed when run() returns).
+  using sweeper = await openEngine(engine, { model: loaded.model, layer, split, data: test, prep }, {
+    workers,
+    backend,
+    batch,
+  });
   const prefixBar = new Progress({ label: "layer outputs", total: test.count, unit: "img" });
-  const onPrefix = (n: number) => prefixBar.set(n);
-  const outputs = pool
-    ? await pool.layerOutputs(test, prep, { batch, onProgress: onPrefix })
-    : await computeLayerOutputs(split, test, prep, { batch, onProgress: onPrefix });
+  const outputs = await sweeper.layerOutputs({ batch, onProgress: (n) => prefixBar.set(n) });
   prefixBar.done();
   clock("prefix", t0);
 
@@ -216,22 +207,10 @@ export async function run(args: string[]): Promise<void> {
   // One sweep per ranking, all from the same cached layer outputs (or, --naive, the same model).
   const runs: CriterionRun[] = [];
   for (const [i, r] of rankings.entries()) {
-    const onProgress = (k: number) => sweepBar.set(i * ks.length + k);
-    const points = values.naive
-      ? await sweepNaive(loaded.model, layer, test, prep, r.ranking, { kValues, batch, onProgress })
-      : pool
-      ? await pool.sweep(outputs, test.labels, r.ranking, {
-        kValues,
-        onProgress,
-        engine: engine === "naive" ? undefined : engine,
-      })
-      : rows
-      ? await sweepIncremental(split, outputs, test.labels, r.ranking, {
-        kValues,
-        rows,
-        onWork: (done, total) => onProgress(Math.floor((done / total) * ks.length)),
-      })
-      : await sweepFast(split, outputs, test.labels, r.ranking, { kValues, onProgress });
+    const points = await sweeper.sweep(outputs, r.ranking, {
+      kValues,
+      onProgress: (done, total) => sweepBar.set(i * ks.length + Math.floor((done / total) * ks.length)),
+    });
     runs.push({
       criterion: r.criterion.name,
       label: r.criterion.label,

@@ -7,7 +7,7 @@ import * as tf from "@tensorflow/tfjs";
 import type { Dataset, Preprocessing } from "../types.ts";
 import { imagesToTensor } from "../data/tensors.ts";
 import { activationName } from "../model/layers.ts";
-import { evaluate } from "../sweep/engines/naive.ts";
+import { evaluate } from "../model/evaluate.ts";
 import { gatherBatch } from "./augment.ts";
 import { mulberry32, permutation } from "../core/random.ts";
 import { oneCycle } from "./schedule.ts";

@@ -8,40 +8,15 @@ import { loadTestSet, loadTrainSet } from "../../src/data/cifar10.ts";
 import { fileSaver } from "../../src/model/tfjs_io.ts";
 import { largestKWithin } from "../../src/sweep/summary.ts";
 import { parsePlan, sweepWithin } from "../../src/commands/prune.ts";
-import { mulberry32 } from "../../src/core/random.ts";
 import { finetune } from "../../src/train/finetune.ts";
-import { evaluate } from "../../src/sweep/engines/naive.ts";
+import { evaluate } from "../../src/model/evaluate.ts";
 import { DEFAULT_PREPROCESSING } from "../../src/types.ts";
+import { randomize } from "../_helpers.ts";
 
 await setupBackend("wasm");
 
 const TINY_DATA = fileURLToPath(new URL("../../fixtures/cifar10-tiny", import.meta.url));
 const TEST_IMAGES = 200;
-
-/** Seeded weights for every layer; BatchNorm statistics well away from 0 and 1. */
-function randomize(model: tf.LayersModel, seed: number): void {
-  const rand = mulberry32(seed);
-  const u = (lo: number, hi: number) => lo + (hi - lo) * rand();
-  for (const layer of model.layers) {
-    const values = layer.weights.map((w) => {
-      const shape = w.shape as number[];
-      const n = shape.reduce((p, d) => p * d, 1);
-      const fanIn = shape.length >= 2 ? n / shape[shape.length - 1] : 1;
-      const name = w.originalName;
-      const a = new Float32Array(n);
-      for (let i = 0; i < n; i++) {
-        if (name.endsWith("moving_variance")) a[i] = u(0.3, 1.5);
-        else if (name.endsWith("moving_mean")) a[i] = u(-0.5, 0.8);
-        else if (name.endsWith("gamma")) a[i] = u(0.5, 1.5);
-        else if (shape.length === 1) a[i] = u(-0.3, 0.3);
-        else a[i] = u(-1, 1) * Math.sqrt(6 / fanIn);
-      }
-      return tf.tensor(a, shape);
-    });
-    layer.setWeights(values);
-    values.forEach((t) => t.dispose());
-  }
-}
 
 /**
  * A small VGG-like model: conv1(8)-BN-pool, conv2(8)-BN, conv3(12)-BN-pool, flatten, dense
@@ -64,7 +39,7 @@ async function makeModel(dir: string): Promise<string> {
   m.add(tf.layers.maxPooling2d({ name: "pool2", poolSize: 2 }));
   m.add(tf.layers.flatten({ name: "flatten" }));
   m.add(tf.layers.dense({ name: "predictions", units: 10, activation: "softmax" }));
-  randomize(m, 42);
+  randomize(m, 42, 6);
   const t0 = performance.now();
   await finetune(m, await loadTrainSet(TINY_DATA, 1000), {
     epochs: 1,

@@ -12,8 +12,8 @@ import {
   TEST_FILE,
   TRAIN_FILES,
 } from "../../src/data/cifar10.ts";
-import { UserError } from "../../src/core/errors.ts";
 import { syntheticCifar } from "../../src/data/synthetic.ts";
+import { oneLineUserError, rejectsUserError, withTempDir } from "../_helpers.ts";
 
 const FIXTURE = new URL("../../fixtures/cifar10-tiny/", import.meta.url).pathname;
 const SHARED = new URL("../../../shared/cifar10/", import.meta.url).pathname;
@@ -42,31 +42,8 @@ function classCounts(labels: Uint8Array): number[] {
   return counts;
 }
 
-/** A validator for assert.throws/rejects: a one-line UserError whose message matches `pattern`. */
-function oneLineUserError(pattern: RegExp): (e: unknown) => boolean {
-  return (e: unknown) => {
-    assert.ok(e instanceof UserError, `expected a UserError, got ${e}`);
-    assert.doesNotMatch(e.message, /\n/, "a UserError message must be one line");
-    assert.match(e.message, pattern);
-    return true;
-  };
-}
-
 function throwsUserError(fn: () => unknown, pattern: RegExp): void {
   assert.throws(fn, oneLineUserError(pattern));
-}
-
-async function rejectsUserError(fn: () => Promise<unknown>, pattern: RegExp): Promise<void> {
-  await assert.rejects(fn, oneLineUserError(pattern));
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "prunescope-cifar-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 Deno.test("decodeRecords: planar RGB records become HWC images with their labels", () => {

@@ -11,7 +11,7 @@ import {
   resolveDataDir,
 } from "../../src/data/fetch.ts";
 import { syntheticCifarFiles } from "../../src/data/synthetic.ts";
-import { UserError } from "../../src/core/errors.ts";
+import { listDir, rejectsUserError, withTempDir } from "../_helpers.ts";
 
 const RECORDS = 20;
 
@@ -68,32 +68,6 @@ async function withEnv(vars: Record<string, string | undefined>, fn: () => Promi
   } finally {
     apply(saved);
   }
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "prunescope-fetch-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function listDir(dir: string): Promise<string[]> {
-  return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
-}
-
-/** Assert `fn` rejects with a one-line UserError whose message matches every pattern. */
-async function rejectsUserError(fn: () => Promise<unknown>, ...patterns: RegExp[]): Promise<string> {
-  let message = "";
-  await assert.rejects(fn, (e: unknown) => {
-    assert.ok(e instanceof UserError, `expected a UserError, got ${e}`);
-    assert.doesNotMatch(e.message, /\n/, "a UserError message must be one line");
-    for (const p of patterns) assert.match(e.message, p);
-    message = e.message;
-    return true;
-  });
-  return message;
 }
 
 const QUIET = { PRUNESCOPE_NO_PROGRESS: "1" };

@@ -3,7 +3,6 @@
  * backend, bit for bit, and the algebra's rows scored through it against the plain TF.js tail.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { setupBackend } from "../../src/backend.ts";
 import { loadTestSet } from "../../src/data/cifar10.ts";
@@ -17,8 +16,7 @@ import { exactHeadRows, linearRows, planLinearHead } from "../../src/sweep/linea
 import { sweepFast } from "../../src/sweep/engines/masked.ts";
 import { maskedRows, type RowSource, sweepIncremental } from "../../src/sweep/engines/change_only.ts";
 import { DEFAULT_PREPROCESSING } from "../../src/types.ts";
-
-const fixture = (p: string) => fileURLToPath(new URL(`../../fixtures/${p}`, import.meta.url));
+import { fixture } from "../_helpers.ts";
 
 /** Deterministic values in [-0.5, 0.5). */
 function noise(n: number, seed: number): Float32Array {

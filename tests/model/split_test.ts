@@ -5,7 +5,6 @@
  * layer picking (default = last Conv2D, clear errors).
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { setupBackend } from "../../src/backend.ts";
 import { UserError } from "../../src/core/errors.ts";
@@ -14,17 +13,13 @@ import { imagesToTensor } from "../../src/data/tensors.ts";
 import { loadModel } from "../../src/model/load.ts";
 import { convLayers, pickLayer } from "../../src/model/layers.ts";
 import { splitModel } from "../../src/model/split.ts";
+import { fixture, maxAbsDiff } from "../_helpers.ts";
 
-const fixture = (p: string) => fileURLToPath(new URL(`../../fixtures/${p}`, import.meta.url));
 const modelPath = (name: string) => fixture(`models/${name}/model.json`);
 
 async function images(count: number): Promise<tf.Tensor4D> {
   const ds = await loadTestSet(fixture("cifar10-tiny"), count);
   return imagesToTensor(ds, 0, count, { scale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1] });
-}
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
 
 for (const name of ["tiny-bn", "tiny-nobn", "tiny-func"]) {

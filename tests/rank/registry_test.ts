@@ -15,6 +15,7 @@ import { computeRankings, CRITERIA, criterionByName, parseCriteria } from "../..
 import { summarizeRuns, verdictsAt } from "../../src/report/compare.ts";
 import { main } from "../../main.ts";
 import { DEFAULT_PREPROCESSING, type SweepPoint } from "../../src/types.ts";
+import { exists } from "../_helpers.ts";
 
 await setupBackend("cpu");
 Deno.env.set("PRUNESCOPE_NO_PROGRESS", "1");
@@ -213,12 +214,3 @@ Deno.test({
     }
   },
 });
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}

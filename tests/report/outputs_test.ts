@@ -4,12 +4,7 @@ import { join } from "node:path";
 import { decode } from "fast-png";
 import { toCsv, writeChart, writeCsv, writeJson } from "../../src/report/outputs.ts";
 import { accuracyChart } from "../../src/viz/charts.ts";
-
-async function listDir(dir: string): Promise<string[]> {
-  const names: string[] = [];
-  for await (const e of Deno.readDir(dir)) names.push(e.name);
-  return names.sort();
-}
+import { listDir } from "../_helpers.ts";
 
 /** A small RFC 4180 reader, written from the RFC, to check that what toCsv writes reads back. */
 function parseCsv(text: string): string[][] {

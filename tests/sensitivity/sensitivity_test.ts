@@ -30,6 +30,7 @@ import { assertUncoupled, couplingOf } from "../../src/model/coupling.ts";
 import { parseFractions } from "../../src/commands/sensitivity.ts";
 import { main } from "../../main.ts";
 import type { Dataset, Preprocessing } from "../../src/types.ts";
+import { exists } from "../_helpers.ts";
 
 await setupBackend("cpu");
 Deno.env.set("PRUNESCOPE_NO_PROGRESS", "1");
@@ -37,15 +38,6 @@ Deno.env.set("PRUNESCOPE_NO_PROGRESS", "1");
 const DATA = "fixtures/cifar10-tiny";
 const FIXTURES = ["tiny-bn", "tiny-nobn"].map((n) => `fixtures/models/${n}/model.json`);
 const FRACTIONS = [0, 0.5, 0.75];
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 Deno.test("K values from fractions and steps; --fractions parsing", () => {
   assert.deepEqual(kValuesFromFractions([0, 0.25, 0.5, 1], 64), [0, 16, 32, 64]);

@@ -7,38 +7,13 @@ import { imagesToTensor } from "../../src/data/tensors.ts";
 import { UserError } from "../../src/core/errors.ts";
 import { modelCost } from "../../src/surgery/cost.ts";
 import { channelPath, type ChannelRemoval, removeChannels, zeroChannels } from "../../src/surgery/remove.ts";
-import { mulberry32 } from "../../src/core/random.ts";
 import { DEFAULT_PREPROCESSING } from "../../src/types.ts";
+import { randomize } from "../_helpers.ts";
 
 await setupBackend("cpu");
 
 const TINY_DATA = fileURLToPath(new URL("../../fixtures/cifar10-tiny", import.meta.url));
 const TOLERANCE = 1e-5;
-
-/** Seeded weights for every layer; BatchNorm statistics well away from 0 and 1. */
-function randomize(model: tf.LayersModel, seed: number): void {
-  const rand = mulberry32(seed);
-  const u = (lo: number, hi: number) => lo + (hi - lo) * rand();
-  for (const layer of model.layers) {
-    const values = layer.weights.map((w) => {
-      const shape = w.shape as number[];
-      const n = shape.reduce((p, d) => p * d, 1);
-      const fanIn = shape.length >= 2 ? n / shape[shape.length - 1] : 1;
-      const name = w.originalName;
-      const a = new Float32Array(n);
-      for (let i = 0; i < n; i++) {
-        if (name.endsWith("moving_variance")) a[i] = u(0.3, 1.5);
-        else if (name.endsWith("moving_mean")) a[i] = u(-0.5, 0.8);
-        else if (name.endsWith("gamma")) a[i] = u(0.5, 1.5);
-        else if (shape.length === 1) a[i] = u(-0.3, 0.3); // biases, beta
-        else a[i] = u(-1, 1) * Math.sqrt(3 / fanIn);
-      }
-      return tf.tensor(a, shape);
-    });
-    layer.setWeights(values);
-    values.forEach((t) => t.dispose());
-  }
-}
 
 type LayerFactory = () => tf.layers.Layer;
 const conv = (name: string, filters: number, activation = "relu", padding: "same" | "valid" = "same") => () =>

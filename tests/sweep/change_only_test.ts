@@ -3,7 +3,6 @@
  * whatever the batching, for subsets of K, and with rows it skips worked out by hand.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { setupBackend } from "../../src/backend.ts";
 import { loadTestSet } from "../../src/data/cifar10.ts";
@@ -21,8 +20,7 @@ import {
   sweepIncremental,
 } from "../../src/sweep/engines/change_only.ts";
 import { linearRows, planLinearHead } from "../../src/sweep/linear_head.ts";
-
-const fixture = (p: string) => fileURLToPath(new URL(`../../fixtures/${p}`, import.meta.url));
+import { fixture } from "../_helpers.ts";
 
 Deno.test("changeCounts: rows per K worked out by hand", () => {
   // 3 images, 2 positions, 3 channels; fill 0. Live (not 0 somewhere) channels per image:

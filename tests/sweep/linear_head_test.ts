@@ -4,7 +4,6 @@
  * same counts as the plain path on the fixtures.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { setupBackend } from "../../src/backend.ts";
 import { loadTestSet } from "../../src/data/cifar10.ts";
@@ -19,8 +18,7 @@ import { sweepFast } from "../../src/sweep/engines/masked.ts";
 import { sweepIncremental } from "../../src/sweep/engines/change_only.ts";
 import { type LinearHead, linearRows, planLinearHead } from "../../src/sweep/linear_head.ts";
 import { DEFAULT_PREPROCESSING } from "../../src/types.ts";
-
-const fixture = (p: string) => fileURLToPath(new URL(`../../fixtures/${p}`, import.meta.url));
+import { fixture } from "../_helpers.ts";
 
 /** A small VGG whose BatchNorm layers hold non-trivial statistics (so BN(0) is not 0). */
 function vggWithBatchNormStats(): tf.LayersModel {

@@ -4,7 +4,6 @@
  * channel pruned at K, subsets), batching that cannot change a count, and no tensor leaks.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { setupBackend } from "../../src/backend.ts";
 import { loadTestSet } from "../../src/data/cifar10.ts";
@@ -15,10 +14,9 @@ import { averageMaps, computeLayerOutputs, type LayerOutputs } from "../../src/a
 import { MEAN_ACTIVATION, rankByMean } from "../../src/rank/criteria.ts";
 import { planBatching, sweepFast } from "../../src/sweep/engines/masked.ts";
 import { resolveKValues } from "../../src/sweep/kvalues.ts";
-import { evaluate } from "../../src/sweep/engines/naive.ts";
+import { evaluate } from "../../src/model/evaluate.ts";
 import { UserError } from "../../src/core/errors.ts";
-
-const fixture = (p: string) => fileURLToPath(new URL(`../../fixtures/${p}`, import.meta.url));
+import { fixture } from "../_helpers.ts";
 
 /**
  * 2 images, 1 x 2 positions, 4 channels. Per channel, the four values and their mean:

@@ -16,9 +16,9 @@ import { splitModel } from "../../src/model/split.ts";
 import { computeLayerOutputs } from "../../src/activations/layer_outputs.ts";
 import { rankByMean } from "../../src/rank/criteria.ts";
 import { sweepFast } from "../../src/sweep/engines/masked.ts";
-import { evaluate, sweepNaive } from "../../src/sweep/engines/naive.ts";
-
-const fixture = (p: string) => fileURLToPath(new URL(`../../fixtures/${p}`, import.meta.url));
+import { evaluate } from "../../src/model/evaluate.ts";
+import { sweepNaive } from "../../src/sweep/engines/naive.ts";
+import { fixture } from "../_helpers.ts";
 
 async function setup(name: string, images?: number) {
   await setupBackend("wasm");

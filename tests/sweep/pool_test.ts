@@ -4,7 +4,6 @@
  * splitting is checked by hand.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { setupBackend } from "../../src/backend.ts";
 import { loadTestSet } from "../../src/data/cifar10.ts";
 import { loadModel } from "../../src/model/load.ts";
@@ -15,8 +14,7 @@ import { rankByMean } from "../../src/rank/criteria.ts";
 import { sweepFast } from "../../src/sweep/engines/masked.ts";
 import { balancedRanges, evenRanges } from "../../src/parallel/pool.ts";
 import { SweepPool } from "../../src/sweep/engines/pool.ts";
-
-const fixture = (p: string) => fileURLToPath(new URL(`../../fixtures/${p}`, import.meta.url));
+import { fixture } from "../_helpers.ts";
 
 Deno.test("evenRanges and balancedRanges", () => {
   assert.deepEqual(evenRanges(10, 3), [[0, 3], [3, 6], [6, 10]]);

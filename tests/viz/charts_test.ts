@@ -3,19 +3,10 @@ import assert from "node:assert/strict";
 import { decode } from "fast-png";
 import { accuracyChart, recoveryChart, sensitivityChart, trainingCurveChart } from "../../src/viz/charts.ts";
 import { FONT_FAMILY, svgToPng, vegaLiteToSvg } from "../../src/viz/render.ts";
+import { ihdr } from "../_helpers.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
-
-const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
-
-/** Width and height from a PNG's IHDR chunk, read straight from the bytes. */
-function ihdr(png: Uint8Array): { width: number; height: number } {
-  assert.deepEqual([...png.subarray(0, 8)], PNG_SIGNATURE, "PNG signature");
-  assert.equal(new TextDecoder().decode(png.subarray(12, 16)), "IHDR");
-  const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
-  return { width: view.getUint32(16), height: view.getUint32(20) };
-}
 
 /** SVG width/height attributes of the root element. */
 function svgSize(svg: string): { width: number; height: number } {

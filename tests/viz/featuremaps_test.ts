@@ -10,15 +10,7 @@ import {
   gridLayout,
   niceTicks,
 } from "../../src/viz/featuremaps.ts";
-
-const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
-
-function ihdr(png: Uint8Array): { width: number; height: number } {
-  assert.deepEqual([...png.subarray(0, 8)], PNG_SIGNATURE, "PNG signature");
-  assert.equal(new TextDecoder().decode(png.subarray(12, 16)), "IHDR");
-  const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
-  return { width: view.getUint32(16), height: view.getUint32(20) };
-}
+import { ihdr } from "../_helpers.ts";
 
 function image(png: Uint8Array) {
   const img = decode(png);

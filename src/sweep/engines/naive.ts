@@ -7,40 +7,8 @@
 import * as tf from "@tensorflow/tfjs";
 import type { LayerRef } from "../../model/layers.ts";
 import type { Dataset, Preprocessing, Ranking, SweepPoint } from "../../types.ts";
-import { imagesToTensor } from "../../data/tensors.ts";
-import { countCorrect } from "../../model/evaluate.ts";
+import { evaluate } from "../../model/evaluate.ts";
 import { resolveKValues, sweepPoint } from "../kvalues.ts";
-
-/**
- * Evaluate `model` on `ds`: how many images its top class gets right.
- *
- * @example
- * ```ts
- * const { correct, total } = await evaluate(model, test, prep);
- * ```
- */
-export async function evaluate(
-  model: tf.LayersModel,
-  ds: Dataset,
-  prep: Preprocessing,
-  batch = 256,
-): Promise<{ correct: number; total: number }> {
-  const size = Math.max(1, Math.floor(batch));
-  let correct = 0;
-  for (let start = 0; start < ds.count; start += size) {
-    const n = Math.min(size, ds.count - start);
-    const counts = tf.tidy(() => {
-      const scores = model.predict(imagesToTensor(ds, start, n, prep), { batchSize: n }) as tf.Tensor2D;
-      return countCorrect(scores, ds.labels.subarray(start, start + n), 1);
-    });
-    try {
-      correct += (await counts.data())[0];
-    } finally {
-      counts.dispose();
-    }
-  }
-  return { correct, total: ds.count };
-}
 
 /** Options of `sweepNaive`. */
 export interface NaiveSweepOptions {
