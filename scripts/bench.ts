@@ -7,10 +7,10 @@
  *   c  --naive on the model of (a) for a subset of K (--k-subset), projected to every K, and
  *      the ratio to the fast sweep.
  *
- * The fast sweep is the change-only engine (src/prune/sweep_incremental.ts; exact, same counts as
- * sweepFast), on --workers workers (src/prune/parallel.ts), optionally with the Dense-layer
- * algebra (--algebra; src/prune/linear_head.ts; not bit-exact). --verify also runs the
- * single-process sweepFast and reports whether every count is equal.
+ * The fast sweep is the change-only engine (src/sweep/engines/change_only.ts; exact, same counts as
+ * sweepFast), on --workers workers (src/sweep/engines/pool.ts), optionally with the Dense-layer
+ * algebra (--algebra; src/sweep/linear_head.ts; not bit-exact), all opened by src/sweep/engine.ts.
+ * --verify also runs the single-process sweepFast and reports whether every count is equal.
  *
  * Fields: case, model, layer, channels, images, kValues (how many), backend, workers, split,
  * engine, seconds {setup, load, prefix, sweep, total} (wall clock; total = load + prefix + sweep),

@@ -1,7 +1,7 @@
 /**
  * What the class scores say beyond the top-1 count: top-5 hits and the cross-entropy loss per
  * image, for the sensitivity tables (Distiller's top1, top5, loss) and for the Taylor criterion's
- * gradient. Top-1 is counted by `countCorrect` (accuracy.ts), as the sweeps count it.
+ * gradient. Top-1 is counted by `countCorrect` (evaluate.ts), as the sweeps count it.
  */
 import * as tf from "@tensorflow/tfjs";
 import { activationName } from "./layers.ts";

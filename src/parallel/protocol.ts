@@ -1,7 +1,7 @@
 /// <reference no-default-lib="true" />
 /// <reference lib="deno.worker" />
 /**
- * The request/answer loop shared by the pool workers (sweep_worker.ts, sensitivity_worker.ts):
+ * The request/answer loop shared by the pool workers (sweep/worker.ts, sensitivity/worker.ts):
  * each request carries an `id` and is answered by one `result` or `error` message with that `id`,
  * `progress` messages in between; every answer reports the worker's peak tf.memory() so far.
  */

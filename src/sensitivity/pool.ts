@@ -1,5 +1,5 @@
 /**
- * The sensitivity run on several cores: each Deno worker (sensitivity_worker.ts) holds its own
+ * The sensitivity run on several cores: each Deno worker (worker.ts) holds its own
  * backend, model copy and test set, and takes the next whole layer from a queue in the given
  * order (the early layers, whose suffix is the longest, first). A layer's result does not depend
  * on which worker ran it, so the run equals the one-process run.

@@ -1,7 +1,7 @@
 /// <reference no-default-lib="true" />
 /// <reference lib="deno.worker" />
 /**
- * One worker of the parallel sensitivity run (sensitivity_pool.ts): its own TF.js backend, its
+ * One worker of the parallel sensitivity run (pool.ts): its own TF.js backend, its
  * own copy of the model (rebuilt from the artifacts the main thread sends) and of the test set.
  * It analyses whole layers, one per request, with `layerSensitivity`: the very computation one
  * process runs for that layer, so the results are the same.

@@ -1,7 +1,7 @@
 /// <reference no-default-lib="true" />
 /// <reference lib="deno.worker" />
 /**
- * One worker of the parallel sweep pool (parallel.ts): its own TF.js backend and its own copy
+ * One worker of the parallel sweep pool (engines/pool.ts): its own TF.js backend and its own copy
  * of the model, rebuilt from the model's artifacts (topology and weight buffers) sent by the
  * main thread. It runs the prefix pass on a share of the images and the change-only sweep on a
  * share of the work, and answers each request with one message (progress messages in between).

@@ -7,7 +7,7 @@ import { setupBackend } from "../../src/backend.ts";
 import { loadTestSet, loadTrainSet } from "../../src/data/cifar10.ts";
 import { fileSaver } from "../../src/model/tfjs_io.ts";
 import { largestKWithin } from "../../src/sweep/summary.ts";
-import { parsePlan, sweepWithin } from "../../src/commands/prune.ts";
+import { parsePlan, sweepWithin } from "../../src/surgery/select.ts";
 import { finetune } from "../../src/train/finetune.ts";
 import { evaluate } from "../../src/model/evaluate.ts";
 import { DEFAULT_PREPROCESSING } from "../../src/types.ts";

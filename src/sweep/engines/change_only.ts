@@ -11,7 +11,7 @@
  *
  * The rows come from a `RowSource`: `maskedRows` (the masked layer outputs, or the masked output
  * of the channel-local layers after the cut; exact) or, with the
- * algebra, `linearRows` in linear_head.ts (the first dense layer's pre-activations, updated per
+ * algebra, `linearRows` in ../linear_head.ts (the first dense layer's pre-activations, updated per
  * pruned channel; not bit-exact, see there).
  */
 import * as tf from "@tensorflow/tfjs";

@@ -1,5 +1,5 @@
 /**
- * The sweep on several cores: a pool of Deno workers (sweep_worker.ts), each with its own
+ * The sweep on several cores: a pool of Deno workers (../worker.ts), each with its own
  * backend instance and its own copy of the model, sent as the model's artifacts (topology and
  * weight buffers, so a model read from Keras works as well as one read from model.json).
  *
@@ -7,7 +7,7 @@
  * (`split: "images"`, the default: each worker sweeps every K on the images whose layer outputs
  * it already holds, and the counts are added) or the K values (`split: "k"`: contiguous K ranges
  * of equal work, every worker holding all the outputs). Each worker runs the change-only engine
- * (sweep_incremental.ts) on its share; the rows a worker evaluates are exactly the rows one
+ * (change_only.ts) on its share; the rows a worker evaluates are exactly the rows one
  * process would, so the counts equal a single worker's.
  */
 import * as tf from "@tensorflow/tfjs";
@@ -34,7 +34,7 @@ export type SweepSplit = "images" | "k";
 export interface PoolSweepOptions {
   /** The K values to evaluate (default 0..C). */
   kValues?: number[];
-  /** The rows each worker sweeps (linear_head.ts `engineRows`; "algebra" is not bit-exact). Default "exact". */
+  /** The rows each worker sweeps (../linear_head.ts `engineRows`; "algebra" is not bit-exact). Default "exact". */
   engine?: RowEngine;
   /** With the algebra: run the relu Dense layers after the first with the sparse kernel (default: on wasm and cpu). */
   sparseTail?: boolean;
