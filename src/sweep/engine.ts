@@ -23,16 +23,17 @@ import type { SplitModel } from "../model/split.ts";
 import { computeLayerOutputs, type LayerOutputs } from "../activations/layer_outputs.ts";
 import { resolveKValues } from "./kvalues.ts";
 import { engineRows } from "./linear_head.ts";
+import type { RowEngine } from "./rows.ts";
 import { sweepIncremental } from "./engines/change_only.ts";
 import { sweepFast } from "./engines/masked.ts";
 import { sweepNaive } from "./engines/naive.ts";
 import { SweepPool, type SweepSplit } from "./engines/pool.ts";
 
-/** The engines, by the name `openEngine` takes. */
-export const ENGINE_NAMES = ["exact", "dense-kernel", "algebra", "naive"] as const;
+/** One engine's name: an engine of rows, or the lab's method. */
+export type EngineName = RowEngine | "naive";
 
-/** One engine's name. */
-export type EngineName = typeof ENGINE_NAMES[number];
+/** The engines, by the name `openEngine` takes. */
+export const ENGINE_NAMES: readonly EngineName[] = ["exact", "dense-kernel", "algebra", "naive"];
 
 /** Progress of a long step: `done` units of `total` (images, rows or K values). */
 export type OnProgress = (done: number, total: number) => void;

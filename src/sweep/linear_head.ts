@@ -35,7 +35,7 @@ import {
 } from "../model/graph.ts";
 import { UserError } from "../core/errors.ts";
 import type { LayerOutputs } from "../activations/layer_outputs.ts";
-import type { RowSource } from "./engines/change_only.ts";
+import type { RowEngine, RowSource } from "./rows.ts";
 import { type DenseSpec, SparseDenseChain, sparseDenseSupported } from "../kernels/sparse_dense.ts";
 
 /** The per-channel layers after a conv layer and the Dense layer they lead to. */
@@ -467,9 +467,6 @@ export function exactHeadRows(head: LinearHead, fill: number): RowSource | null 
     },
   };
 }
-
-/** The change-only sweep's engines: exact masked rows, the Dense algebra, or the exact rows through the kernel. */
-export type RowEngine = "exact" | "algebra" | "dense-kernel";
 
 /**
  * The row source of `engine` for a sweep of `split`'s layer (undefined for "exact": the masked

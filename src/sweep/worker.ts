@@ -19,8 +19,9 @@ import { pickLayer } from "../model/layers.ts";
 import { type SplitModel, splitModelAsync } from "../model/split.ts";
 import type { Preprocessing } from "../types.ts";
 import { computeLayerOutputs, type LayerOutputs } from "../activations/layer_outputs.ts";
-import { engineRows, type RowEngine } from "./linear_head.ts";
-import { type RowSource, sweepIncremental } from "./engines/change_only.ts";
+import { engineRows } from "./linear_head.ts";
+import { sweepIncremental } from "./engines/change_only.ts";
+import type { RowEngine, RowSource } from "./rows.ts";
 import { postProgress, serveRequests } from "../parallel/protocol.ts";
 
 /** A request to a worker. */

@@ -14,7 +14,8 @@ import { computeLayerOutputs } from "../../src/activations/layer_outputs.ts";
 import { rankByMean } from "../../src/rank/criteria.ts";
 import { exactHeadRows, linearRows, planLinearHead } from "../../src/sweep/linear_head.ts";
 import { sweepFast } from "../../src/sweep/engines/masked.ts";
-import { maskedRows, type RowSource, sweepIncremental } from "../../src/sweep/engines/change_only.ts";
+import { maskedRows, sweepIncremental } from "../../src/sweep/engines/change_only.ts";
+import type { RowSource } from "../../src/sweep/rows.ts";
 import { DEFAULT_PREPROCESSING } from "../../src/types.ts";
 import { fixture } from "../_helpers.ts";
 

@@ -22,7 +22,7 @@ import { resolveKValues, sweepPoint } from "../kvalues.ts";
 import { changeCounts } from "./change_only.ts";
 import type { SweepShare, WorkerRequest } from "../worker.ts";
 import { balancedRanges, evenRanges, modelArtifacts, PoolWorker } from "../../parallel/pool.ts";
-import type { RowEngine } from "../linear_head.ts";
+import type { RowEngine } from "../rows.ts";
 
 /** The sweep worker's module. */
 const WORKER_URL = new URL("../worker.ts", import.meta.url);
