@@ -84,7 +84,10 @@ Deno.test("plainLineDue: every tenth of the work, or after 30 s of silence", () 
   assert.equal(plainLineDue(0.61, 0.7, 10), true);
 });
 
-/** Run a child Deno that drives a Progress with stderr piped (not a terminal). */
+/**
+ * Run a child Deno that drives a Progress with stderr piped (not a terminal). The child does not
+ * inherit this process's PRUNESCOPE_NO_PROGRESS (other test files set it to quiet their bars).
+ */
 async function runChild(total: number, env: Record<string, string> = {}): Promise<string[]> {
   const code = `
     import { Progress } from ${JSON.stringify(new URL("../../src/ui/progress.ts", import.meta.url).href)};
@@ -94,7 +97,7 @@ async function runChild(total: number, env: Record<string, string> = {}): Promis
   `;
   const out = await new Deno.Command("deno", {
     args: ["eval", "--quiet", code],
-    env: { ...env, NO_COLOR: "1" },
+    env: { PRUNESCOPE_NO_PROGRESS: "0", ...env, NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
   }).output();
