@@ -5,7 +5,7 @@
  * `src/commands/<name>.ts` and exports `run(args)`; this file only dispatches and turns a
  * `UserError` into one clear line and a non-zero exit.
  */
-import { UserError } from "./src/errors.ts";
+import { UserError } from "./src/core/errors.ts";
 
 interface Command {
   summary: string;

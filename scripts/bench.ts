@@ -7,10 +7,10 @@
  *   c  --naive on the model of (a) for a subset of K (--k-subset), projected to every K, and
  *      the ratio to the fast sweep.
  *
- * The fast sweep is the change-only engine (src/prune/sweep_incremental.ts; exact, same counts as
- * sweepFast), on --workers workers (src/prune/parallel.ts), optionally with the Dense-layer
- * algebra (--algebra; src/prune/linear_head.ts; not bit-exact). --verify also runs the
- * single-process sweepFast and reports whether every count is equal.
+ * The fast sweep is the change-only engine (src/sweep/engines/change_only.ts; exact, same counts as
+ * sweepFast), on --workers workers (src/sweep/engines/pool.ts), optionally with the Dense-layer
+ * algebra (--algebra; src/sweep/linear_head.ts; not bit-exact), all opened by src/sweep/engine.ts.
+ * --verify also runs the single-process sweepFast and reports whether every count is equal.
  *
  * Fields: case, model, layer, channels, images, kValues (how many), backend, workers, split,
  * engine, seconds {setup, load, prefix, sweep, total} (wall clock; total = load + prefix + sweep),
@@ -34,20 +34,23 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, setupBackend } from "../src/backend.ts";
-import { UserError } from "../src/errors.ts";
+import { UserError } from "../src/core/errors.ts";
 import { parseFlags, positiveInt, positiveNumber } from "../src/cli/args.ts";
 import { loadTestSet, sliceDataset } from "../src/data/cifar10.ts";
 import { loadModel } from "../src/model/load.ts";
 import { pickLayer } from "../src/model/layers.ts";
 import { type SplitModel, splitModelAsync } from "../src/model/split.ts";
 import { buildVgg } from "../src/model/vgg.ts";
-import { computeLayerOutputs, type LayerOutputs } from "../src/prune/activations.ts";
-import { rankByMean } from "../src/prune/criteria.ts";
-import { resolveKValues, sweepFast } from "../src/prune/sweep.ts";
-import { sweepNaive } from "../src/prune/naive.ts";
-import { changeCounts, sweepIncremental } from "../src/prune/sweep_incremental.ts";
-import { engineRows, type RowEngine } from "../src/prune/linear_head.ts";
-import { SweepPool, type SweepSplit } from "../src/prune/parallel.ts";
+import type { LayerOutputs } from "../src/activations/layer_outputs.ts";
+import { rankByMean } from "../src/rank/criteria.ts";
+import { sweepFast } from "../src/sweep/engines/masked.ts";
+import { resolveKValues } from "../src/sweep/kvalues.ts";
+import { sweepNaive } from "../src/sweep/engines/naive.ts";
+import { changeCounts, sweepIncremental } from "../src/sweep/engines/change_only.ts";
+import { engineRows } from "../src/sweep/linear_head.ts";
+import type { RowEngine } from "../src/sweep/rows.ts";
+import type { SweepSplit } from "../src/sweep/engines/pool.ts";
+import { openEngine } from "../src/sweep/engine.ts";
 import { Progress } from "../src/ui/progress.ts";
 import { type Dataset, DEFAULT_PREPROCESSING, type Preprocessing, type SweepPoint } from "../src/types.ts";
 
@@ -273,18 +276,18 @@ async function fastRun(
   const ks = resolveKValues(undefined, layer.channels);
   const engine = opts.engine;
   const sparseTail = opts.plainTail ? false : undefined;
-  // Built here, before the prefix pass, so that an engine that does not apply fails at once (the
-  // workers build their own).
-  const rows = await engineRows(loaded.model, split, engine, { sparseTail });
-  let pool: SweepPool | null = null;
+  // Opened here, before the prefix pass, so that an engine that does not apply fails at once;
+  // with --workers its pool starts here.
+  const open = () =>
+    openEngine(engine, { model: loaded.model, layer, split, data: test, prep: loaded.prep }, {
+      workers: opts.workers,
+      backend: backend as BackendName,
+      sparseTail,
+      split: opts.split,
+      memoryBudgetBytes: opts.budget,
+    });
+  const sweeper = opts.workers > 1 ? await clock.time("poolStart", open) : await open();
   try {
-    if (opts.workers > 1) {
-      pool = await clock.time(
-        "poolStart",
-        () =>
-          SweepPool.start(loaded.model, layer, { workers: opts.workers, backend: backend as BackendName }),
-      );
-    }
     console.error(
       `bench ${name}: ${loaded.label}, layer ${layer.name} (${
         layer.outputShape.join("x")
@@ -296,39 +299,22 @@ async function fastRun(
     const prefixBar = new Progress({ label: `${name} prefix`, total: test.count, unit: "img" });
     const outputs = await clock.time(
       "prefix",
-      () =>
-        pool
-          ? pool.layerOutputs(test, loaded.prep, { onProgress: (n) => prefixBar.set(n) })
-          : computeLayerOutputs(split, test, loaded.prep, { onProgress: (n) => prefixBar.set(n) }),
+      () => sweeper.layerOutputs({ onProgress: (n) => prefixBar.set(n) }),
     );
     prefixBar.done();
     const ranking = rankByMean(outputs);
     const sweepBar = new Progress({ label: `${name} sweep`, total: ks.length, unit: "K" });
-    let rowsRun = 0;
-    const points = await clock.time("sweep", async () => {
-      if (pool) {
-        return await pool.sweep(outputs, test.labels, ranking, {
-          engine,
-          sparseTail,
-          split: opts.split,
-          memoryBudgetBytes: opts.budget,
-          onProgress: (k) => sweepBar.set(k),
-        });
-      }
-      return await sweepIncremental(split, outputs, test.labels, ranking, {
-        rows,
-        memoryBudgetBytes: opts.budget,
-        onWork: (done, total) => {
-          rowsRun = done;
+    const points = await clock.time("sweep", () =>
+      sweeper.sweep(outputs, ranking, {
+        onProgress: (done, total) => {
           memory.sample();
           sweepBar.set(Math.floor((done / total) * ks.length));
         },
-      });
-    });
+      }));
     sweepBar.done();
     clock.totals();
     memory.stop();
-    if (pool) rowsRun = pool.lastSweepRows;
+    const rowsRun = sweeper.lastSweepRows;
     const changed = changeCounts(outputs, split.activationOfZero, ranking.order, ks).reduce(
       (a, b) => a + b,
       0,
@@ -343,18 +329,14 @@ async function fastRun(
       backend,
       workers: opts.workers,
       split: opts.workers > 1 ? opts.split : null,
-      engine: engine === "algebra"
-        ? `change-only + dense algebra${rows?.scoreRows ? " + sparse dense tail" : ""}`
-        : engine === "dense-kernel"
-        ? "change-only + dense kernel (exact)"
-        : "change-only (exact)",
+      engine: sweeper.description,
       seconds: clock.wall,
       cpuSeconds: clock.cpu,
       rows: { evaluated: rowsRun, inputChanged: changed, plain: test.count * ks.length },
       peakMemoryBytes: {
         rss: memory.rss,
         rssHighWater: rssHighWater(),
-        tf: Math.max(memory.tf, pool?.tfPeakBytes ?? 0),
+        tf: Math.max(memory.tf, sweeper.workerPeakBytes),
       },
       accuracy: { k0: points[0].accuracy, kC: points[points.length - 1].accuracy },
       countsDigest: await digest(points),
@@ -369,7 +351,7 @@ async function fastRun(
     }
     return { result, model: loaded, test, outputs, points, seconds: clock.wall };
   } finally {
-    pool?.close();
+    sweeper.close();
     memory.stop();
   }
 }

@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import { syntheticCifarFiles } from "../src/data/synthetic.ts";
-import { writeFileAtomic } from "../src/report/atomic.ts";
+import { writeFileAtomic } from "../src/core/atomic.ts";
 
 /** Records per file in the committed fixture. */
 export const FIXTURE_RECORDS = 200;

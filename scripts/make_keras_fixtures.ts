@@ -1,5 +1,5 @@
 /**
- * Small Keras files for tests/keras_test.ts, written into fixtures/keras/ (run with
+ * Small Keras files for tests/model/keras_test.ts, written into fixtures/keras/ (run with
  * `deno run --allow-read --allow-write=fixtures --allow-env scripts/make_keras_fixtures.ts`).
  *
  * Two tiny CIFAR-shaped TF.js models (a Sequential one and a Functional one with Add, Concatenate,
@@ -17,7 +17,7 @@ import { strToU8, zipSync } from "fflate";
 import { join } from "node:path";
 import { writeHdf5 } from "../src/model/keras/hdf5.ts";
 import { kerasModelJson, writeKerasH5 } from "../src/model/keras/h5_writer.ts";
-import { mulberry32 } from "../src/train/random.ts";
+import { mulberry32 } from "../src/core/random.ts";
 
 type Dict = Record<string, unknown>;
 

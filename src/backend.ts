@@ -3,7 +3,7 @@
  * else wasm. Our own kernels for wasm (the gradient kernels it lacks) are registered here.
  */
 import * as tf from "@tensorflow/tfjs";
-import { UserError } from "./errors.ts";
+import { UserError } from "./core/errors.ts";
 
 export type BackendName = "auto" | "webgpu" | "wasm" | "cpu";
 export const BACKENDS: BackendName[] = ["auto", "webgpu", "wasm", "cpu"];

@@ -16,13 +16,13 @@ import { loadTestSet } from "../src/data/cifar10.ts";
 import { loadModel } from "../src/model/load.ts";
 import { pickLayer } from "../src/model/layers.ts";
 import { splitModel, splitModelAsync } from "../src/model/split.ts";
-import { computeLayerOutputs } from "../src/prune/activations.ts";
-import { rankByMean } from "../src/prune/criteria.ts";
-import { sweepFast } from "../src/prune/sweep.ts";
-import { sweepNaive } from "../src/prune/naive.ts";
+import { computeLayerOutputs } from "../src/activations/layer_outputs.ts";
+import { rankByMean } from "../src/rank/criteria.ts";
+import { sweepFast } from "../src/sweep/engines/masked.ts";
+import { sweepNaive } from "../src/sweep/engines/naive.ts";
 import type { Ranking } from "../src/types.ts";
+import { fixture } from "./_helpers.ts";
 
-const fixture = (p: string) => fileURLToPath(new URL(`../fixtures/${p}`, import.meta.url));
 const child = fileURLToPath(new URL("./backends_webgpu_child.ts", import.meta.url));
 
 type Backend = Exclude<BackendName, "auto">;

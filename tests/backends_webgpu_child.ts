@@ -10,18 +10,17 @@
  * counts at every K on the first `naiveImages`, and whether the synchronous split is refused;
  * printed as one JSON line.
  */
-import { fileURLToPath } from "node:url";
 import { hasGpuAdapter, setupBackend } from "../src/backend.ts";
 import { loadTestSet } from "../src/data/cifar10.ts";
 import { loadModel } from "../src/model/load.ts";
 import { pickLayer } from "../src/model/layers.ts";
 import { splitModel, splitModelAsync } from "../src/model/split.ts";
-import { computeLayerOutputs } from "../src/prune/activations.ts";
-import { rankByMean } from "../src/prune/criteria.ts";
-import { sweepFast } from "../src/prune/sweep.ts";
-import { sweepNaive } from "../src/prune/naive.ts";
+import { computeLayerOutputs } from "../src/activations/layer_outputs.ts";
+import { rankByMean } from "../src/rank/criteria.ts";
+import { sweepFast } from "../src/sweep/engines/masked.ts";
+import { sweepNaive } from "../src/sweep/engines/naive.ts";
+import { fixture } from "./_helpers.ts";
 
-const fixture = (p: string) => fileURLToPath(new URL(`../fixtures/${p}`, import.meta.url));
 if (Deno.args[0] === "probe") Deno.exit((await hasGpuAdapter()) ? 0 : 3);
 const naiveImages = Number(Deno.args[0] ?? 32);
 

@@ -4,7 +4,7 @@
  * flags. Every bad value is a one-line `UserError` that names the flag.
  */
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import type { Preprocessing } from "../types.ts";
 
 /**

@@ -8,12 +8,12 @@
  * deno task convert --model weights.h5 --config model.json --out out/vgg-tfjs --scale 1/255
  * ```
  */
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import { parseFlags } from "../cli/args.ts";
 import { setupBackend } from "../backend.ts";
 import { loadModel } from "../model/load.ts";
 import { fileSaver } from "../model/tfjs_io.ts";
-import { writeFileAtomic } from "../report/atomic.ts";
+import { writeFileAtomic } from "../core/atomic.ts";
 import type { Preprocessing } from "../types.ts";
 
 const USAGE = `usage: deno task convert --model FILE --out DIR [options]

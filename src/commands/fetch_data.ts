@@ -3,7 +3,7 @@
  * tarball, verify its size and checksums, and extract it atomically into the cache (or DIR).
  */
 import { parseArgs } from "node:util";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import {
   cachedDataDir,
   CIFAR10_SIZE,

@@ -9,8 +9,8 @@
  * deno task inspect --model model.json --json | jq '.convLayers[-1].name'
  * ```
  */
-import { fileURLToPath } from "node:url";
 import { setupBackend } from "../backend.ts";
+import { DEFAULT_MODEL } from "../cli/session.ts";
 import { parseFlags } from "../cli/args.ts";
 import { loadModel } from "../model/load.ts";
 import { convLayers } from "../model/layers.ts";
@@ -18,7 +18,6 @@ import { formatSummary, modelSummary } from "../model/summary.ts";
 import type { Preprocessing } from "../types.ts";
 
 /** The shipped model, used when no --model is given (the same default as `sweep`). */
-const DEFAULT_MODEL = fileURLToPath(new URL("../../fixtures/models/default/model.json", import.meta.url));
 
 const HELP = `deno task inspect [--model PATH] [--json]
 

@@ -8,32 +8,23 @@
  * ranking, masked suffix evaluations -> writers (Distiller CSV, NNI CSV, JSON, Li et al. chart).
  */
 import { join } from "node:path";
-import { type BackendName, setupBackend } from "../backend.ts";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import { parseFlags, parsePreprocessing, positiveInt } from "../cli/args.ts";
-import { loadTestSet, loadTrainSet } from "../data/cifar10.ts";
-import { resolveDataDir } from "../data/fetch.ts";
-import { loadModel } from "../model/load.ts";
-import { convLayers, type LayerRef, pickLayer } from "../model/layers.ts";
-import { criterionByName, criterionNames } from "../prune/rankings.ts";
-import { sensitivityOnWorkers } from "../prune/sensitivity_pool.ts";
-import { outputKind } from "../prune/class_scores.ts";
-import { couplingMessage, couplingOf } from "../prune/topology.ts";
+import { openSession, Stopwatch } from "../cli/session.ts";
+import { chooseLayers, scanLayers } from "../sensitivity/run.ts";
+import type { LayerRef } from "../model/layers.ts";
+import { criterionByName, criterionNames } from "../rank/registry.ts";
+import { outputKind } from "../model/class_scores.ts";
 import {
   DEFAULT_MAX_CACHE_BYTES,
   kValuesFromFractions,
   kValuesFromStep,
-  layerSensitivity,
-  type LayerSensitivityResult,
   plannedWork,
-} from "../prune/sensitivity.ts";
-import { largestKWithin } from "../prune/summary.ts";
-import type { Dataset } from "../types.ts";
+} from "../sensitivity/scan.ts";
 import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
-import { distillerTable, nniTable } from "../report/sensitivity_tables.ts";
+import { distillerTable, nniTable, sensitivitySummary } from "../report/sensitivity_tables.ts";
 import { sensitivityChart } from "../viz/charts.ts";
-import { formatSeconds, Progress } from "../ui/progress.ts";
-import { DEFAULT_MODEL } from "./sweep.ts";
+import { Progress } from "../ui/progress.ts";
 
 /** Distiller's default sparsity levels (0 to 0.95 by 0.05), plus 1: every channel pruned. */
 export const DEFAULT_FRACTIONS = Array.from({ length: 21 }, (_, i) => i / 20);
@@ -104,41 +95,6 @@ export function parseFractions(v: string): number[] {
   return [...new Set(out)].sort((a, b) => a - b);
 }
 
-/** The layers to analyse: all uncoupled conv layers, or the named ones (coupled ones refused). */
-function chooseLayers(
-  model: Parameters<typeof convLayers>[0],
-  spec: string,
-): { layers: LayerRef[]; skipped: { layer: string; reason: string }[] } {
-  const skipped: { layer: string; reason: string }[] = [];
-  if (spec.trim().toLowerCase() === "all") {
-    const layers: LayerRef[] = [];
-    for (const l of convLayers(model)) {
-      const c = couplingOf(model, l);
-      if (c) skipped.push({ layer: l.name, reason: couplingMessage(c) });
-      else layers.push(l);
-    }
-    if (layers.length === 0) {
-      throw new UserError(
-        convLayers(model).length === 0
-          ? "the model has no Conv2D layer; run 'deno task inspect' to see its layers."
-          : `every conv layer is coupled to another through a merge: ${
-            skipped.map((s) => s.reason).join("; ")
-          }.`,
-      );
-    }
-    return { layers, skipped };
-  }
-  const names = spec.split(",").map((s) => s.trim()).filter((s) => s !== "");
-  if (names.length === 0) throw new UserError(`--layers needs 'all' or conv layer names a,b,...`);
-  const layers = names.map((n) => pickLayer(model, n));
-  for (const l of layers) {
-    const c = couplingOf(model, l);
-    if (c) throw new UserError(`--layers ${l.name}: ${couplingMessage(c)}; leave it out of --layers.`);
-  }
-  if (new Set(names).size !== names.length) throw new UserError(`--layers names a layer twice.`);
-  return { layers, skipped };
-}
-
 /** Run the sensitivity command. */
 export async function run(args: string[]): Promise<void> {
   const values = parseFlags(args, {
@@ -166,8 +122,7 @@ export async function run(args: string[]): Promise<void> {
     console.log(HELP);
     return;
   }
-  const timings: Record<string, number> = {};
-  const clock = (name: string, t0: number) => (timings[name] = (performance.now() - t0) / 1000);
+  const clock = new Stopwatch();
   const batch = positiveInt("batch", values.batch, 256);
   const limit = positiveInt("limit", values.limit, Infinity);
   const seed = positiveInt("seed", values.seed, 1);
@@ -188,23 +143,17 @@ export async function run(args: string[]): Promise<void> {
   const criterion = criterionByName(values.criterion!);
   const flags = parsePreprocessing(values);
 
-  let t0 = performance.now();
-  const backend = await setupBackend(values.backend as BackendName);
+  const session = await openSession(values, flags);
+  const { backend, modelPath, loaded, prep } = session;
   if (workers > 1 && backend === "webgpu") {
     throw new UserError("--workers runs on cpu or wasm only; with --backend webgpu use --workers 1.");
   }
-  const modelPath = values.model ?? DEFAULT_MODEL;
-  const loaded = await loadModel(modelPath, { preprocessing: flags, config: values.config });
   const model = loaded.model;
   const { layers, skipped } = chooseLayers(model, values.layers!);
   for (const l of layers) criterion.check?.(model, l);
-  const dataDir = await resolveDataDir({ data: values.data, fetch: true });
-  const test = await loadTestSet(dataDir, limit);
-  const prep = loaded.preprocessing;
+  const test = await session.testSet(limit);
   const kind = outputKind(model);
-  let train: Promise<Dataset> | undefined;
-  const gradientImages = () => (train ??= loadTrainSet(dataDir, taylorImages));
-  clock("load", t0);
+  clock.lap("load");
   const ksOf = (l: LayerRef) =>
     fractions ? kValuesFromFractions(fractions, l.channels) : kValuesFromStep(step!, l.channels);
   console.error(
@@ -217,53 +166,29 @@ export async function run(args: string[]): Promise<void> {
   );
   for (const s of skipped) console.error(`sensitivity: skipping ${s.layer}: ${s.reason}.`);
 
-  t0 = performance.now();
+  clock.restart();
   const total = layers.reduce(
     (sum, l) => sum + plannedWork(l, test.count, ksOf(l).length, criterion, maxCacheBytes, taylorImages),
     0,
   );
   const bar = new Progress({ label: "sensitivity", total, unit: "img" });
-  let done = 0;
-  let results: LayerSensitivityResult[] = [];
-  if (workers > 1) {
-    const running = new Set<string>();
-    results = await sensitivityOnWorkers(model, layers, test, prep, {
-      workers,
-      backend: backend as BackendName,
-      criterion: criterion.name,
-      seed,
-      kValues: ksOf,
-      outputKind: kind,
-      maxCacheBytes,
-      batch,
-      dataDir,
-      taylorImages,
-      onLayerStart: (name) => running.add(name),
-      onLayerDone: (name) => running.delete(name),
-      onWork: (n) => bar.set(done += n, [...running].join(", ")),
-    });
-  } else {
-    for (const [i, layer] of layers.entries()) {
-      const info = `${layer.name} (${i + 1}/${layers.length})`;
-      bar.set(done, info);
-      results.push(
-        await layerSensitivity(model, layer, test, prep, {
-          criterion,
-          seed,
-          kValues: ksOf(layer),
-          outputKind: kind,
-          maxCacheBytes,
-          batch,
-          gradientImages,
-          onWork: (n) => bar.set(done += n, info),
-        }),
-      );
-    }
-  }
+  const results = await scanLayers(model, layers, test, prep, {
+    workers,
+    backend,
+    criterion,
+    seed,
+    kValues: ksOf,
+    outputKind: kind,
+    maxCacheBytes,
+    batch,
+    dataDir: await session.dataDir(),
+    taylorImages,
+    gradientImages: () => session.trainSet(taylorImages),
+    onProgress: (done, info) => bar.set(done, info),
+  });
   bar.done();
-  clock("analysis", t0);
+  clock.lap("analysis");
 
-  t0 = performance.now();
   const out = values.out!;
   const baseline = results[0].points.find((p) => p.k === 0)?.top1 ?? NaN;
   const distiller = distillerTable(results);
@@ -284,8 +209,8 @@ export async function run(args: string[]): Promise<void> {
       },
     ),
   );
-  clock("outputs", t0);
-  timings.total = Object.values(timings).reduce((s, x) => s + x, 0);
+  clock.lap("outputs");
+  clock.total();
   await writeJson(join(out, "sensitivity.json"), {
     model: modelPath,
     criterion: criterion.name,
@@ -311,45 +236,7 @@ export async function run(args: string[]): Promise<void> {
       points: r.points,
     })),
     skipped,
-    timings,
+    timings: clock.timings,
   });
-  printSummary(results, skipped, baseline, timings, out);
-}
-
-function printSummary(
-  results: LayerSensitivityResult[],
-  skipped: { layer: string }[],
-  baseline: number,
-  timings: Record<string, number>,
-  out: string,
-): void {
-  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
-  const width = Math.max(5, ...results.map((r) => r.layer.length));
-  const lines = [
-    `baseline top-1: ${pct(baseline)}`,
-    `${"layer".padEnd(width)}  channels  dead  largest pruned fraction within 1 point  top-1 at ~50%`,
-    ...results.map((r) => {
-      const k1 = largestKWithin(
-        r.points.map((p) => ({
-          k: p.k,
-          channelPrunedAtK: null,
-          correct: p.correct,
-          total: p.total,
-          accuracy: p.top1,
-        })),
-        1,
-      );
-      const half = r.points.reduce((b, p) => Math.abs(p.sparsity - 0.5) < Math.abs(b.sparsity - 0.5) ? p : b);
-      return `${r.layer.padEnd(width)}  ${String(r.channels).padStart(8)}  ${
-        String(r.dead.length).padStart(4)
-      }  ` +
-        `${`${(100 * k1 / r.channels).toFixed(0)}% (K = ${k1})`.padEnd(38)}  ${
-          pct(half.top1)
-        } (K = ${half.k})`;
-    }),
-    ...(skipped.length > 0 ? [`skipped (coupled): ${skipped.map((s) => s.layer).join(", ")}`] : []),
-    `timings: ${Object.entries(timings).map(([k, v]) => `${k} ${formatSeconds(v)}`).join(", ")}`,
-    `outputs in ${out}/`,
-  ];
-  console.log(lines.join("\n"));
+  console.log(sensitivitySummary(results, skipped, baseline, clock.timings, out));
 }

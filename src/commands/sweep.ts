@@ -7,39 +7,26 @@
  * -> sweep (fast engine or --naive) -> writers. Everything is validated before the first write.
  */
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { type BackendName, setupBackend } from "../backend.ts";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import { parseFlags, parsePreprocessing, positiveInt } from "../cli/args.ts";
-import { loadTestSet, loadTrainSet } from "../data/cifar10.ts";
-import { resolveDataDir } from "../data/fetch.ts";
-import { loadModel } from "../model/load.ts";
+import { openSession, Stopwatch } from "../cli/session.ts";
 import { pickLayer } from "../model/layers.ts";
 import { splitModelAsync } from "../model/split.ts";
-import { averageMaps, computeLayerOutputs } from "../prune/activations.ts";
-import { channelStats, deadChannels } from "../prune/criteria_activation.ts";
-import { computeRankings, criterionNames, parseCriteria } from "../prune/rankings.ts";
-import { outputKind } from "../prune/class_scores.ts";
-import { assertUncoupled } from "../prune/topology.ts";
-import { type CriterionRun, summarizeRuns, verdictsAt } from "../prune/compare.ts";
+import { averageMaps } from "../activations/layer_outputs.ts";
+import { channelStats, deadChannels } from "../rank/activation.ts";
+import { computeRankings, criterionNames, parseCriteria } from "../rank/registry.ts";
+import { outputKind } from "../model/class_scores.ts";
+import { assertUncoupled } from "../model/coupling.ts";
+import { type CriterionRun, summarizeRuns, verdictsAt } from "../report/compare.ts";
 import { comparisonSeries, comparisonTable, detailTable, rankingTable } from "../report/criteria_tables.ts";
-import { sweepFast } from "../prune/sweep.ts";
-import { sweepIncremental } from "../prune/sweep_incremental.ts";
-import { engineRows } from "../prune/linear_head.ts";
-import { SweepPool } from "../prune/parallel.ts";
-import { sweepNaive } from "../prune/naive.ts";
-import { largestKWithin, SUMMARY_BANDS } from "../prune/summary.ts";
+import { type EngineName, openEngine } from "../sweep/engine.ts";
+import { criteriaSummary, sweepSummary } from "../report/sweep_summary.ts";
 import type { SweepResult } from "../types.ts";
 import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
-import { writeFileAtomic } from "../report/atomic.ts";
+import { writeFileAtomic } from "../core/atomic.ts";
 import { accuracyChart } from "../viz/charts.ts";
 import { featureMapGridPng, featureMapPng } from "../viz/featuremaps.ts";
-import { formatSeconds, Progress } from "../ui/progress.ts";
-
-/** The model `sweep` uses when no --model is given: the one `deno task train` made for this repo. */
-export const DEFAULT_MODEL = fileURLToPath(
-  new URL("../../fixtures/models/default/model.json", import.meta.url),
-);
+import { Progress } from "../ui/progress.ts";
 
 const HELP = `deno task sweep [options]
 
@@ -124,8 +111,7 @@ export async function run(args: string[]): Promise<void> {
     console.log(HELP);
     return;
   }
-  const timings: Record<string, number> = {};
-  const clock = (name: string, t0: number) => (timings[name] = (performance.now() - t0) / 1000);
+  const clock = new Stopwatch();
   const batch = positiveInt("batch", values.batch, 256);
   const workers = positiveInt("workers", values.workers, 1);
   const limit = positiveInt("limit", values.limit, Infinity);
@@ -134,7 +120,7 @@ export async function run(args: string[]): Promise<void> {
   const criteria = parseCriteria(values.criterion!);
   const seeds = positiveInt("seeds", values.seeds, 5);
   const taylorImages = positiveInt("taylor-images", values["taylor-images"], 512);
-  const engine = values.naive
+  const engine: EngineName = values.naive
     ? "naive"
     : values.algebra
     ? "algebra"
@@ -145,10 +131,8 @@ export async function run(args: string[]): Promise<void> {
     throw new UserError("--naive, --algebra and --dense-kernel are three engines: pass one of them.");
   }
 
-  let t0 = performance.now();
-  const backend = await setupBackend(values.backend as BackendName);
-  const modelPath = values.model ?? DEFAULT_MODEL;
-  const loaded = await loadModel(modelPath, { preprocessing: flags, config: values.config });
+  const session = await openSession(values, flags);
+  const { backend, modelPath, loaded, prep } = session;
   const layer = pickLayer(loaded.model, values.layer);
   assertUncoupled(loaded.model, layer);
   for (const c of criteria) c.check?.(loaded.model, layer);
@@ -158,10 +142,8 @@ export async function run(args: string[]): Promise<void> {
       throw new UserError(`--k ${bad} is more than the ${layer.channels} channels of ${layer.name}.`);
     }
   }
-  const dataDir = await resolveDataDir({ data: values.data, fetch: true });
-  const test = await loadTestSet(dataDir, limit);
-  clock("load", t0);
-  const prep = loaded.preprocessing;
+  const test = await session.testSet(limit);
+  clock.lap("load");
   console.error(
     `sweep: ${modelPath} (${loaded.format}), layer ${layer.name} (${layer.channels} channels, ` +
       `${
@@ -172,26 +154,20 @@ export async function run(args: string[]): Promise<void> {
       } - [${prep.mean}]) / [${prep.std}]`,
   );
 
-  t0 = performance.now();
+  clock.restart();
   const split = await splitModelAsync(loaded.model, layer);
-  // --algebra / --dense-kernel: their rows (linear_head.ts), refused here, before the prefix pass,
-  // where they do not apply; one source serves every ranking's sweep.
-  const rows = engine === "naive" ? undefined : await engineRows(loaded.model, split, engine);
-  // --workers N: the prefix pass and the fast sweeps shared by N workers (closed when run() returns).
-  // The pool cuts the model with synchronous reads (parallel.ts), which WebGPU cannot do.
-  if (workers > 1 && backend === "webgpu") {
-    throw new UserError("--workers runs on cpu or wasm only; with --backend webgpu use --workers 1.");
-  }
-  using pool = workers > 1 ? await SweepPool.start(loaded.model, layer, { workers, backend }) : null;
+  // The engine refuses here, before the prefix pass, what does not apply; with --workers N its
+  // workers share the prefix pass and the sweeps (closed when run() returns).
+  using sweeper = await openEngine(engine, { model: loaded.model, layer, split, data: test, prep }, {
+    workers,
+    backend,
+    batch,
+  });
   const prefixBar = new Progress({ label: "layer outputs", total: test.count, unit: "img" });
-  const onPrefix = (n: number) => prefixBar.set(n);
-  const outputs = pool
-    ? await pool.layerOutputs(test, prep, { batch, onProgress: onPrefix })
-    : await computeLayerOutputs(split, test, prep, { batch, onProgress: onPrefix });
+  const outputs = await sweeper.layerOutputs({ batch, onProgress: (n) => prefixBar.set(n) });
   prefixBar.done();
-  clock("prefix", t0);
+  clock.lap("prefix");
 
-  t0 = performance.now();
   const maps = averageMaps(outputs);
   const stats = channelStats(outputs, split.activationOfZero);
   const dead = deadChannels(stats);
@@ -202,11 +178,10 @@ export async function run(args: string[]): Promise<void> {
     stats,
     prep,
     outputKind: outputKind(loaded.model),
-    gradientImages: () => loadTrainSet(dataDir, taylorImages),
+    gradientImages: () => session.trainSet(taylorImages),
   }, seeds);
-  clock("rank", t0);
+  clock.lap("rank");
 
-  t0 = performance.now();
   const ks = kValues ?? Array.from({ length: layer.channels + 1 }, (_, k) => k);
   const sweepBar = new Progress({
     label: values.naive ? "naive sweep" : "sweep",
@@ -216,22 +191,10 @@ export async function run(args: string[]): Promise<void> {
   // One sweep per ranking, all from the same cached layer outputs (or, --naive, the same model).
   const runs: CriterionRun[] = [];
   for (const [i, r] of rankings.entries()) {
-    const onProgress = (k: number) => sweepBar.set(i * ks.length + k);
-    const points = values.naive
-      ? await sweepNaive(loaded.model, layer, test, prep, r.ranking, { kValues, batch, onProgress })
-      : pool
-      ? await pool.sweep(outputs, test.labels, r.ranking, {
-        kValues,
-        onProgress,
-        engine: engine === "naive" ? undefined : engine,
-      })
-      : rows
-      ? await sweepIncremental(split, outputs, test.labels, r.ranking, {
-        kValues,
-        rows,
-        onWork: (done, total) => onProgress(Math.floor((done / total) * ks.length)),
-      })
-      : await sweepFast(split, outputs, test.labels, r.ranking, { kValues, onProgress });
+    const points = await sweeper.sweep(outputs, r.ranking, {
+      kValues,
+      onProgress: (done, total) => sweepBar.set(i * ks.length + Math.floor((done / total) * ks.length)),
+    });
     runs.push({
       criterion: r.criterion.name,
       label: r.criterion.label,
@@ -244,7 +207,7 @@ export async function run(args: string[]): Promise<void> {
   const summaries = summarizeRuns(runs);
   const verdicts = verdictsAt(summaries, [0.25, 0.5, 0.75], layer.channels);
   sweepBar.done();
-  clock("sweep", t0);
+  clock.lap("sweep");
 
   const baseline = results.find((r) => r.k === 0)?.accuracy ?? NaN;
   const result: SweepResult = {
@@ -257,10 +220,10 @@ export async function run(args: string[]): Promise<void> {
     samples: test.count,
     baselineAccuracy: baseline,
     results,
-    timings,
+    timings: clock.timings,
   };
 
-  t0 = performance.now();
+  clock.restart();
   const out = values.out!;
   const [h, w, c] = layer.outputShape;
   await writeFileAtomic(
@@ -290,8 +253,8 @@ export async function run(args: string[]): Promise<void> {
   }
   const table = runs.length === 1 ? detailTable(runs) : comparisonTable(summaries);
   await writeCsv(join(out, "sweep.csv"), table.header, table.rows);
-  clock("outputs", t0);
-  timings.total = Object.values(timings).reduce((s, x) => s + x, 0);
+  clock.lap("outputs");
+  clock.total();
   await writeJson(join(out, "sweep.json"), {
     ...result,
     naive: values.naive,
@@ -319,46 +282,5 @@ export async function run(args: string[]): Promise<void> {
       },
     ),
   );
-  printSummary(result, out, criteriaSummary(summaries, verdicts, dead, layer.channels));
-}
-
-/** Summary lines about the criteria and the dead channels. */
-function criteriaSummary(
-  summaries: ReturnType<typeof summarizeRuns>,
-  verdicts: ReturnType<typeof verdictsAt>,
-  dead: ReturnType<typeof deadChannels>,
-  channels: number,
-): string[] {
-  const lines = [
-    dead.length === 0
-      ? "dead channels (always the pruned value; pruning them costs nothing): none"
-      : `dead channels (always the pruned value; pruning them costs nothing): ${dead.length} of ${channels}: ${
-        dead.map((d) => d.channel).join(", ")
-      }`,
-  ];
-  if (summaries.length > 1) {
-    for (const v of verdicts) {
-      const accs = v.accuracies.map((a) => `${a.criterion} ${(a.accuracy * 100).toFixed(2)}%`).join(", ");
-      lines.push(`at ${v.fraction * 100}% pruned (K = ${v.k}): ${accs}; best: ${v.best.join(", ")}`);
-    }
-  }
-  return lines;
-}
-
-function printSummary(r: SweepResult, out: string, extra: string[] = []): void {
-  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
-  const lines = [
-    `baseline accuracy (K = 0): ${pct(r.baselineAccuracy)} on ${r.samples} images`,
-    ...SUMMARY_BANDS.map((p) => {
-      const k = largestKWithin(r.results, p);
-      const acc = r.results.find((x) => x.k === k)!.accuracy;
-      return `within ${p} point${p > 1 ? "s" : ""}: up to K = ${k} of ${r.channels} channels (${
-        (100 * k / r.channels).toFixed(0)
-      }%), accuracy ${pct(acc)}`;
-    }),
-    ...extra,
-    `timings: ${Object.entries(r.timings).map(([k, v]) => `${k} ${formatSeconds(v)}`).join(", ")}`,
-    `outputs in ${out}/`,
-  ];
-  console.log(lines.join("\n"));
+  console.log(sweepSummary(result, out, criteriaSummary(summaries, verdicts, dead, layer.channels)));
 }

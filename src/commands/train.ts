@@ -6,12 +6,12 @@
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, setupBackend } from "../backend.ts";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import { parseFlags, positiveInt, positiveNumber } from "../cli/args.ts";
 import { CLASS_NAMES, loadTestSet, loadTrainSet } from "../data/cifar10.ts";
 import { resolveDataDir } from "../data/fetch.ts";
 import { fileSaver } from "../model/tfjs_io.ts";
-import { modelCost } from "../prune/flops.ts";
+import { modelCost } from "../surgery/cost.ts";
 import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
 import { trainingCurveChart } from "../viz/charts.ts";
 import {

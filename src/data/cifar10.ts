@@ -4,7 +4,7 @@
  * Images are returned in HWC order (N x 32 x 32 x 3), the layout TF.js models expect.
  */
 import { join } from "node:path";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import type { Dataset } from "../types.ts";
 
 export const RECORD_BYTES = 3073;

@@ -5,7 +5,7 @@
  * `fine_label_names.txt` and `coarse_label_names.txt`.
  */
 import { join } from "node:path";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import type { ImageSet } from "./image_set.ts";
 
 export const CIFAR100_RECORD_BYTES = 3074;

@@ -16,7 +16,7 @@
 import { createHash } from "node:crypto";
 import { basename, dirname, join, resolve } from "node:path";
 import { createTarDecoder } from "modern-tar";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import { Progress } from "../ui/progress.ts";
 import { CLASS_NAMES, RECORD_BYTES, RECORDS_PER_FILE, TEST_FILE, TRAIN_FILES } from "./cifar10.ts";
 import { loadIdxSet } from "./idx.ts";

@@ -3,7 +3,7 @@
  * passes a cap, so a small hostile file cannot exhaust memory.
  */
 import { Gunzip } from "fflate";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 
 /**
  * Whether `bytes` start with the gzip magic (1f 8b).

@@ -8,7 +8,7 @@
  * with a dot before `idx` (`t10k-images.idx3-ubyte`), as the various mirrors name them.
  */
 import { basename, join } from "node:path";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import { gunzipBounded, isGzip } from "./gzip.ts";
 import { checkLabels, checkSetSize, type ImageSet, MAX_SET_BYTES } from "./image_set.ts";
 

@@ -11,7 +11,7 @@
 import { extname, join } from "node:path";
 import { convertIndexedToRgb, decode as decodePng } from "fast-png";
 import jpeg from "jpeg-js";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import { checkSetSize, describeShape, type ImageSet, type ImageShape, type Pixels } from "./image_set.ts";
 
 /** The extensions read, lower case. */

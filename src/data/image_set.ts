@@ -2,7 +2,7 @@
  * A labelled image set of any size: N x H x W x C uint8 pixels in HWC order, labels 0..classes-1,
  * and the class names. What every reader in src/data/ returns.
  */
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 
 /** The pixel layout of one image. */
 export interface ImageShape {

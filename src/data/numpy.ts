@@ -8,7 +8,7 @@
  * 'shape': (10000, 32, 32, 3), }`, then the raw values. An .npz is a zip of .npy files.
  */
 import { unzipSync } from "fflate";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import { checkLabels, type ImageSet, type Pixels } from "./image_set.ts";
 
 /** The dtypes we read, by NumPy's `descr` without the byte-order character. */

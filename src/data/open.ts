@@ -11,7 +11,7 @@
  * | images   | a folder of class folders of PNG / JPEG files (Keras' layout)             |
  */
 import { extname, join } from "node:path";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import { CLASS_NAMES, loadTestSet, loadTrainSet, TEST_FILE } from "./cifar10.ts";
 import { CIFAR100_TEST_FILE, CIFAR100_TRAIN_FILE, type Cifar100Labels, loadCifar100Set } from "./cifar100.ts";
 import { findIdxFile, loadIdxSet } from "./idx.ts";

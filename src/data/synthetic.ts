@@ -5,7 +5,7 @@
  * seeded noise, so a tiny CNN separates them in a few steps. Same `(count, seed)`, same bytes.
  */
 import { CLASS_NAMES, RECORD_BYTES, TEST_FILE, TRAIN_FILES } from "./cifar10.ts";
-import { mulberry32 } from "../train/random.ts";
+import { mulberry32 } from "../core/random.ts";
 
 const SIDE = 32;
 const PLANE = SIDE * SIDE;

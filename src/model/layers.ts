@@ -3,7 +3,7 @@
  * (`--layer NAME`, else the last Conv2D, the lab's choice).
  */
 import type * as tf from "@tensorflow/tfjs";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 
 /** A Conv2D layer of a model, as the pruning code sees it. */
 export interface LayerRef {

@@ -4,9 +4,10 @@
  * 10 classes out) and resolves its input preprocessing (metadata, else flags, else x/255).
  */
 import * as tf from "@tensorflow/tfjs";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import { DEFAULT_PREPROCESSING, type Preprocessing } from "../types.ts";
 import { fileLoader } from "./tfjs_io.ts";
+import type { RawModel } from "./keras/load.ts";
 import { CLASS_NAMES } from "../data/cifar10.ts";
 
 /** A model ready to evaluate, with what we know about its inputs. */
@@ -28,12 +29,6 @@ export interface LoadOptions {
   preprocessing?: Partial<Preprocessing>;
   /** A Keras `model.to_json()` file, for weights-only HDF5. */
   config?: string;
-}
-
-/** What a Keras reader returns before checks and preprocessing are applied. */
-export interface RawModel {
-  model: tf.LayersModel;
-  metadata: Record<string, unknown>;
 }
 
 /**

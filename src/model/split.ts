@@ -9,8 +9,9 @@
  * `layer.output`, saving and a second split keep working.
  */
 import * as tf from "@tensorflow/tfjs";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import { layerOutputShape, type LayerRef } from "./layers.ts";
+import { graphSteps, layerClass, notOnChannels, type Step, type Sym } from "./graph.ts";
 
 /** A model cut after `layer`. */
 export interface SplitModel {
@@ -54,50 +55,6 @@ export interface Pushdown {
   tailElementsPerImage: number;
 }
 
-/** A symbolic tensor of the model's graph, with the fields we read. */
-interface Sym {
-  name: string;
-  sourceLayer: tf.layers.Layer;
-  nodeIndex: number;
-  shape: (number | null)[];
-}
-
-interface GraphNode {
-  inputTensors: Sym[];
-  outputTensors: Sym[];
-}
-
-/** One graph node to run: `layer.apply(inputs)` gives `outputs`. */
-interface Step {
-  layer: tf.layers.Layer;
-  inputs: Sym[];
-  outputs: Sym[];
-}
-
-function nodeOf(t: Sym): GraphNode {
-  return (t.sourceLayer as unknown as { inboundNodes: GraphNode[] }).inboundNodes[t.nodeIndex];
-}
-
-/** All nodes from the model's inputs to its outputs, in topological order (input layers excluded). */
-function graphSteps(outputs: Sym[]): Step[] {
-  const steps: Step[] = [];
-  const done = new Set<GraphNode>();
-  const visit = (t: Sym, depth: number) => {
-    if (depth > 100_000) throw new Error("model graph too deep or cyclic");
-    const node = nodeOf(t);
-    if (done.has(node)) return;
-    done.add(node);
-    // An input layer's node lists its own output as its input: nothing to run (tfjs's executor skips it too).
-    if (t.sourceLayer.getClassName() === "InputLayer") return;
-    for (const input of node.inputTensors) visit(input, depth + 1);
-    {
-      steps.push({ layer: t.sourceLayer, inputs: node.inputTensors, outputs: node.outputTensors });
-    }
-  };
-  for (const t of outputs) visit(t, 0);
-  return steps;
-}
-
 /**
  * Run `steps` with `start` fed `x`; return the value of `end`. Intermediates are disposed as
  * soon as no later step needs them (as tfjs's executor does in inference).
@@ -126,24 +83,7 @@ function runSteps(steps: Step[], start: Sym, x: tf.Tensor, end: Sym): tf.Tensor 
 
 /** Layers applied at inference to each channel on its own, that map a constant channel to a constant channel. */
 function isChannelLocal(layer: tf.layers.Layer): boolean {
-  const config = layer.getConfig() as Record<string, unknown>;
-  switch (layer.getClassName()) {
-    case "ReLU":
-    case "LeakyReLU":
-    case "ELU":
-    case "ThresholdedReLU":
-    case "Dropout":
-    case "SpatialDropout2D":
-      return true;
-    case "Activation":
-      return !/softmax/i.test(String(config.activation));
-    case "BatchNormalization":
-      return config.axis === -1 || config.axis === 3;
-    case "MaxPooling2D":
-      return config.dataFormat === undefined || config.dataFormat === "channelsLast";
-    default:
-      return false;
-  }
+  return layerClass(layer).keepsConstant && notOnChannels(layer) === null;
 }
 
 const elementsPerImage = (t: Sym) => t.shape.slice(1).reduce((p: number, d) => p * (d ?? 1), 1);
@@ -237,7 +177,7 @@ function cutModel(model: tf.LayersModel, layer: LayerRef): Cut {
   }
   const input = model.inputs[0] as unknown as Sym;
   const output = model.outputs[0] as unknown as Sym;
-  const steps = graphSteps([output]);
+  const steps = graphSteps(model, [output]);
   const target = model.getLayer(layer.name);
   const cutSteps = steps.filter((s) => s.layer === target);
   if (cutSteps.length === 0) {

@@ -4,8 +4,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { dirname, join } from "node:path";
-import { UserError } from "../errors.ts";
-import { writeFileAtomic } from "../report/atomic.ts";
+import { UserError } from "../core/errors.ts";
+import { writeFileAtomic } from "../core/atomic.ts";
 
 interface ModelJson {
   modelTopology?: unknown;

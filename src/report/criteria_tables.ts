@@ -5,7 +5,7 @@
  * of the overlay chart. Pure functions of the numbers.
  */
 import type { CsvCell } from "./outputs.ts";
-import type { CriterionRun, CriterionSummary } from "../prune/compare.ts";
+import type { CriterionRun, CriterionSummary } from "./compare.ts";
 import type { AccuracySeries } from "../viz/charts.ts";
 
 /** A CSV table: header and rows. */

@@ -2,7 +2,7 @@
  * The files a run leaves behind: CSV tables, JSON records and charts (SVG + PNG). Every file is
  * written whole or not at all through `writeFileAtomic`.
  */
-import { writeFileAtomic } from "./atomic.ts";
+import { writeFileAtomic } from "../core/atomic.ts";
 import { svgToPng, vegaLiteToSvg } from "../viz/render.ts";
 
 /** One CSV cell: a string, a number, or null for an empty cell. */

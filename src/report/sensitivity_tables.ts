@@ -5,7 +5,9 @@
  * Pure functions of the numbers: header + rows for `writeCsv`.
  */
 import type { CsvCell } from "./outputs.ts";
-import type { LayerSensitivityResult } from "../prune/sensitivity.ts";
+import type { LayerSensitivityResult } from "../sensitivity/scan.ts";
+import { largestKWithin } from "../sweep/summary.ts";
+import { formatSeconds } from "../ui/progress.ts";
 
 /** A CSV table: header and rows. */
 export interface Table {
@@ -60,4 +62,43 @@ export function nniTable(results: LayerSensitivityResult[], fractions?: number[]
       r,
     ) => [r.layer, ...sparsities.map((s) => r.points.find((p) => p.sparsity === s)?.top1 ?? null)]),
   };
+}
+
+/** The lines `sensitivity` prints at the end: per layer, how far it prunes within 1 point, and top-1 near 50%. */
+export function sensitivitySummary(
+  results: LayerSensitivityResult[],
+  skipped: { layer: string }[],
+  baseline: number,
+  timings: Record<string, number>,
+  out: string,
+): string {
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  const width = Math.max(5, ...results.map((r) => r.layer.length));
+  const lines = [
+    `baseline top-1: ${pct(baseline)}`,
+    `${"layer".padEnd(width)}  channels  dead  largest pruned fraction within 1 point  top-1 at ~50%`,
+    ...results.map((r) => {
+      const k1 = largestKWithin(
+        r.points.map((p) => ({
+          k: p.k,
+          channelPrunedAtK: null,
+          correct: p.correct,
+          total: p.total,
+          accuracy: p.top1,
+        })),
+        1,
+      );
+      const half = r.points.reduce((b, p) => Math.abs(p.sparsity - 0.5) < Math.abs(b.sparsity - 0.5) ? p : b);
+      return `${r.layer.padEnd(width)}  ${String(r.channels).padStart(8)}  ${
+        String(r.dead.length).padStart(4)
+      }  ` +
+        `${`${(100 * k1 / r.channels).toFixed(0)}% (K = ${k1})`.padEnd(38)}  ${
+          pct(half.top1)
+        } (K = ${half.k})`;
+    }),
+    ...(skipped.length > 0 ? [`skipped (coupled): ${skipped.map((s) => s.layer).join(", ")}`] : []),
+    `timings: ${Object.entries(timings).map(([k, v]) => `${k} ${formatSeconds(v)}`).join(", ")}`,
+    `outputs in ${out}/`,
+  ];
+  return lines.join("\n");
 }

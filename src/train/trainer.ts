@@ -11,11 +11,11 @@ import { imagesToTensor } from "../data/tensors.ts";
 import { buildVgg } from "../model/vgg.ts";
 import { buildResnet20 } from "../model/resnet.ts";
 import { fileLoader, fileSaver } from "../model/tfjs_io.ts";
-import { writeFileAtomic } from "../report/atomic.ts";
+import { writeFileAtomic } from "../core/atomic.ts";
 import { gatherBatch } from "./augment.ts";
-import { mulberry32, permutation } from "./random.ts";
+import { mulberry32, permutation } from "../core/random.ts";
 import { oneCycle } from "./schedule.ts";
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 import { NesterovSgd } from "./sgd.ts";
 
 /** Everything that determines a training run. */

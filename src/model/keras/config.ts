@@ -13,7 +13,7 @@
  * const model = await tf.models.modelFromJSON({ modelTopology: t.topology });
  * ```
  */
-import { UserError } from "../../errors.ts";
+import { UserError } from "../../core/errors.ts";
 
 type Dict = Record<string, unknown>;
 

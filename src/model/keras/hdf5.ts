@@ -6,7 +6,7 @@
  * The HDF5 library prints its error stack to stderr; here that output is captured instead and
  * folded into one `UserError` line naming the file.
  */
-import { UserError } from "../../errors.ts";
+import { UserError } from "../../core/errors.ts";
 
 // deno-lint-ignore no-explicit-any
 type H5wasm = any;

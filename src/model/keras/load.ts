@@ -9,12 +9,17 @@
  * The format is told by the bytes (HDF5 signature or zip header), not by the file extension.
  */
 import * as tf from "@tensorflow/tfjs";
-import { UserError } from "../../errors.ts";
-import type { RawModel } from "../load.ts";
+import { UserError } from "../../core/errors.ts";
 import { Hdf5File, isHdf5 } from "./hdf5.ts";
 import { isZip, readKerasArchive } from "./zip.ts";
 import { type TranslatedModel, translateModelConfig } from "./config.ts";
 import { assignWeights, readKerasV3Weights, readLegacyWeights, type WeightSource } from "./weights.ts";
+
+/** What a model reader returns (this one, and load.ts's TF.js reader) before checks and preprocessing. */
+export interface RawModel {
+  model: tf.LayersModel;
+  metadata: Record<string, unknown>;
+}
 
 /** Options for `loadKeras`. */
 export interface KerasLoadOptions {

@@ -13,7 +13,7 @@
  * shape is checked before anything is assigned.
  */
 import * as tf from "@tensorflow/tfjs";
-import { UserError } from "../../errors.ts";
+import { UserError } from "../../core/errors.ts";
 import type { FloatArray, Hdf5File } from "./hdf5.ts";
 import type { LayerSummary, TranslatedModel } from "./config.ts";
 

@@ -5,7 +5,7 @@
  * never holds one.
  */
 import { type UnzipFileInfo, unzipSync } from "fflate";
-import { UserError } from "../../errors.ts";
+import { UserError } from "../../core/errors.ts";
 
 /** The parts of a `.keras` archive that the loader uses. */
 export interface KerasArchive {

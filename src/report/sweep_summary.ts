@@ -1,0 +1,54 @@
+/**
+ * What `sweep` prints at the end: the sweep's figures (baseline, K within 1, 2, 5 points), the
+ * criteria's verdicts and the dead channels.
+ */
+import type { SweepResult } from "../types.ts";
+import type { DeadChannel } from "../rank/activation.ts";
+import { largestKWithin, SUMMARY_BANDS } from "../sweep/summary.ts";
+import { formatSeconds } from "../ui/progress.ts";
+import type { CriterionSummary, FractionVerdict } from "./compare.ts";
+
+/** Summary lines about the criteria and the dead channels. */
+export function criteriaSummary(
+  summaries: CriterionSummary[],
+  verdicts: FractionVerdict[],
+  dead: DeadChannel[],
+  channels: number,
+): string[] {
+  const lines = [
+    dead.length === 0
+      ? "dead channels (always the pruned value; pruning them costs nothing): none"
+      : `dead channels (always the pruned value; pruning them costs nothing): ${dead.length} of ${channels}: ${
+        dead.map((d) => d.channel).join(", ")
+      }`,
+  ];
+  if (summaries.length > 1) {
+    for (const v of verdicts) {
+      const accs = v.accuracies.map((a) => `${a.criterion} ${(a.accuracy * 100).toFixed(2)}%`).join(", ");
+      lines.push(`at ${v.fraction * 100}% pruned (K = ${v.k}): ${accs}; best: ${v.best.join(", ")}`);
+    }
+  }
+  return lines;
+}
+
+/**
+ * The lines `sweep` prints at the end: the baseline, how far K goes within 1, 2 and 5 points,
+ * `extra` lines, the timings and where the outputs are.
+ */
+export function sweepSummary(r: SweepResult, out: string, extra: string[] = []): string {
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  const lines = [
+    `baseline accuracy (K = 0): ${pct(r.baselineAccuracy)} on ${r.samples} images`,
+    ...SUMMARY_BANDS.map((p) => {
+      const k = largestKWithin(r.results, p);
+      const acc = r.results.find((x) => x.k === k)!.accuracy;
+      return `within ${p} point${p > 1 ? "s" : ""}: up to K = ${k} of ${r.channels} channels (${
+        (100 * k / r.channels).toFixed(0)
+      }%), accuracy ${pct(acc)}`;
+    }),
+    ...extra,
+    `timings: ${Object.entries(r.timings).map(([k, v]) => `${k} ${formatSeconds(v)}`).join(", ")}`,
+    `outputs in ${out}/`,
+  ];
+  return lines.join("\n");
+}

@@ -1,0 +1,263 @@
+/**
+ * Choosing what to remove: rank each chosen layer's channels on the unpruned model, pick K (given,
+ * or the largest within a drop of accuracy, swept K = 0, 1, ... and stopped early), and the
+ * masked reference the slim model must reproduce (its correct count and every image's class).
+ */
+import type { LoadedModel } from "../model/load.ts";
+import { type LayerRef, pickLayer } from "../model/layers.ts";
+import { type SplitModel, splitModelAsync } from "../model/split.ts";
+import { outputKind } from "../model/class_scores.ts";
+import { computeLayerOutputs, type LayerOutputs } from "../activations/layer_outputs.ts";
+import { channelStats } from "../rank/activation.ts";
+import type { Criterion } from "../rank/registry.ts";
+import { sweepFast } from "../sweep/engines/masked.ts";
+import { largestKWithin } from "../sweep/summary.ts";
+import { UserError } from "../core/errors.ts";
+import { Progress } from "../ui/progress.ts";
+import type { Dataset, Ranking, SweepPoint } from "../types.ts";
+import { type ChannelRemoval, zeroChannels } from "./remove.ts";
+import { countMatches, maskedClasses, predictClasses } from "./measure.ts";
+
+/** One `layer:k` entry of --plan; `k` null when --max-drop chooses it from the layer's own sweep. */
+export interface PlanEntry {
+  layer: string;
+  k: number | null;
+}
+
+/**
+ * Parse --plan "layer:k,layer:k" (a bare "layer" leaves K to --max-drop).
+ *
+ * @example
+ * ```ts
+ * parsePlan("block5_conv1:40,block5_conv3"); // [{ layer: "block5_conv1", k: 40 }, { layer: "block5_conv3", k: null }]
+ * ```
+ */
+export function parsePlan(v: string): PlanEntry[] {
+  const entries = v.split(",").filter((s) => s.trim() !== "").map((part) => {
+    const at = part.lastIndexOf(":");
+    if (at < 0) return { layer: part.trim(), k: null };
+    const layer = part.slice(0, at).trim();
+    const k = Number(part.slice(at + 1));
+    if (at === 0 || !Number.isInteger(k) || k < 0) {
+      throw new UserError(`--plan: '${part}' is not LAYER:K with K a non-negative integer, or a bare LAYER.`);
+    }
+    return { layer, k };
+  });
+  if (entries.length === 0) throw new UserError(`--plan is empty; give LAYER:K,LAYER:K.`);
+  const names = entries.map((e) => e.layer);
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice) throw new UserError(`--plan names ${twice} twice.`);
+  return entries;
+}
+
+/** What the chosen layers, their rankings and K give: the removals and the masked reference. */
+export interface Selection {
+  mode: "k" | "max-drop" | "plan";
+  removals: ChannelRemoval[];
+  ks: Record<string, number>;
+  rankings: Record<string, Ranking>;
+  /** The full sweep of each layer whose K --max-drop chose. */
+  sweeps: Record<string, SweepPoint[]>;
+  before: { correct: number };
+  masked: { correct: number; from: string; classes: Int32Array };
+}
+
+/** How to rank a layer's channels. */
+export interface RankOptions {
+  criterion: Criterion;
+  seed: number;
+  /** Training images for gradient criteria (loaded on first use). */
+  gradientImages: () => Promise<Dataset>;
+  batch: number;
+}
+
+/** Rank `layer`'s channels on the unpruned model (one prefix pass over `test`). */
+async function rankLayer(loaded: LoadedModel, layer: LayerRef, test: Dataset, opts: RankOptions) {
+  const split = await splitModelAsync(loaded.model, layer);
+  const bar = new Progress({ label: `${layer.name} outputs`, total: test.count, unit: "img" });
+  const outputs = await computeLayerOutputs(split, test, loaded.preprocessing, {
+    batch: opts.batch,
+    onProgress: (n) => bar.set(n),
+  });
+  bar.done();
+  const ranking = await opts.criterion.rank({
+    model: loaded.model,
+    layer,
+    split,
+    stats: channelStats(outputs, split.activationOfZero),
+    seed: opts.seed,
+    gradientImages: opts.gradientImages,
+    prep: loaded.preprocessing,
+    outputKind: outputKind(loaded.model),
+  });
+  if (ranking.order.length !== layer.channels) {
+    throw new Error(
+      `criterion ${opts.criterion.name} ranked ${ranking.order.length} of ${layer.channels} channels`,
+    );
+  }
+  return { split, outputs, ranking: { ...ranking, criterion: opts.criterion.name } };
+}
+
+/** K values per step of `sweepWithin`. */
+export const SWEEP_CHUNK = 16;
+
+/**
+ * The largest K (at most C - 1: a layer keeps one channel) whose accuracy, and that of every
+ * smaller K, stays within `maxDrop` points of K = 0: `largestKWithin` over the sweep, but
+ * evaluated K = 0, 1, 2, ... in chunks and stopped after the chunk where accuracy first leaves
+ * the band (the K values after it cannot change the answer). Returns the points evaluated.
+ *
+ * @example
+ * ```ts
+ * const { k, sweep } = await sweepWithin(split, outputs, test.labels, ranking, 1.0, "sweep");
+ * ```
+ */
+export async function sweepWithin(
+  split: SplitModel,
+  outputs: LayerOutputs,
+  labels: Uint8Array,
+  ranking: Ranking,
+  maxDrop: number,
+  label: string,
+  chunk = SWEEP_CHUNK,
+): Promise<{ k: number; sweep: SweepPoint[] }> {
+  const channels = outputs.channels;
+  const bar = new Progress({ label, total: channels + 1, unit: "K" });
+  const sweep: SweepPoint[] = [];
+  for (let start = 0; start <= channels; start += chunk) {
+    const kValues = Array.from({ length: Math.min(chunk, channels + 1 - start) }, (_, i) => start + i);
+    sweep.push(
+      ...await sweepFast(split, outputs, labels, ranking, {
+        kValues,
+        onProgress: (n) => bar.set(start + n),
+      }),
+    );
+    const floor = sweep[0].accuracy - maxDrop / 100;
+    if (sweep.some((p) => p.accuracy < floor - 1e-12)) break;
+  }
+  bar.done(`${sweep.length} of ${channels + 1} K values evaluated`);
+  return { k: Math.min(largestKWithin(sweep, maxDrop), channels - 1), sweep };
+}
+
+/**
+ * One layer (`opts.layer`, default the last Conv2D) and its K: given (`opts.k`), or the largest
+ * within `opts.maxDrop` points (`sweepWithin`); the masked reference from the fast sweep.
+ *
+ * @example
+ * ```ts
+ * const sel = await selectSingle(loaded, test, { k: 40, rank });
+ * sel.removals; // [{ layer: "block5_conv3", channels: [...40 channels] }]
+ * ```
+ */
+export async function selectSingle(
+  loaded: LoadedModel,
+  test: Dataset,
+  opts: { layer?: string; k?: number; maxDrop?: number; rank: RankOptions },
+): Promise<Selection> {
+  const layer = pickLayer(loaded.model, opts.layer);
+  if (opts.k !== undefined && opts.k > layer.channels) {
+    throw new UserError(`--k ${opts.k} is more than the ${layer.channels} channels of ${layer.name}.`);
+  }
+  const { split, outputs, ranking } = await rankLayer(loaded, layer, test, opts.rank);
+  const full = opts.k === undefined;
+  let k: number, sweep: SweepPoint[];
+  if (full) {
+    ({ k, sweep } = await sweepWithin(split, outputs, test.labels, ranking, opts.maxDrop!, "sweep"));
+  } else {
+    k = opts.k!;
+    sweep = await sweepFast(split, outputs, test.labels, ranking, { kValues: [0, k] });
+  }
+  const pruned = ranking.order.slice(0, k);
+  const at = (kk: number) => sweep.find((p) => p.k === kk)!;
+  const classes = await maskedClasses(split, outputs, pruned, opts.rank.batch);
+  return {
+    mode: full ? "max-drop" : "k",
+    removals: [{ layer: layer.name, channels: pruned }],
+    ks: { [layer.name]: k },
+    rankings: { [layer.name]: ranking },
+    sweeps: full ? { [layer.name]: sweep } : {},
+    before: { correct: at(0).correct },
+    masked: { correct: at(k).correct, from: `the fast sweep at K = ${k}`, classes },
+  };
+}
+
+/**
+ * Several layers (--plan), each ranked on the unpruned model, each K given or chosen by its own
+ * sweep within `maxDrop`; the masked reference from the model with every pruned channel zeroed.
+ *
+ * @example
+ * ```ts
+ * const sel = await selectPlan(loaded, test, [{ layer: "conv1", k: 2 }, { layer: "conv2", k: null }], rank, 1);
+ * ```
+ */
+export async function selectPlan(
+  loaded: LoadedModel,
+  test: Dataset,
+  plan: PlanEntry[],
+  rank: RankOptions,
+  maxDrop: number | undefined,
+): Promise<Selection> {
+  const batch = rank.batch;
+  const layers = plan.map((e) => pickLayer(loaded.model, e.layer));
+  plan.forEach((e, i) => {
+    if (e.k !== null && e.k > layers[i].channels) {
+      throw new UserError(`--plan ${e.layer}:${e.k}: the layer has only ${layers[i].channels} channels.`);
+    }
+    if (e.k === null && maxDrop === undefined) {
+      throw new UserError(
+        `--plan ${e.layer} has no K: write ${e.layer}:K, or give --max-drop P to choose it.`,
+      );
+    }
+  });
+  const rankings: Record<string, Ranking> = {};
+  const sweeps: Record<string, SweepPoint[]> = {};
+  const ks: Record<string, number> = {};
+  for (const [i, layer] of layers.entries()) {
+    const { split, outputs, ranking } = await rankLayer(loaded, layer, test, rank);
+    rankings[layer.name] = ranking;
+    if (plan[i].k === null) {
+      // This layer alone, swept: the largest K within --max-drop (at most C - 1).
+      const { k, sweep } = await sweepWithin(
+        split,
+        outputs,
+        test.labels,
+        ranking,
+        maxDrop!,
+        `${layer.name} sweep`,
+      );
+      sweeps[layer.name] = sweep;
+      ks[layer.name] = k;
+    } else {
+      ks[layer.name] = plan[i].k!;
+    }
+  }
+  const removals = plan.map((e) => ({
+    layer: e.layer,
+    channels: rankings[e.layer].order.slice(0, ks[e.layer]),
+  }));
+  const prep = loaded.preprocessing;
+  let bar = new Progress({ label: "unpruned accuracy", total: test.count, unit: "img" });
+  const beforeClasses = await predictClasses(loaded.model, test, prep, {
+    batch,
+    onProgress: (n) => bar.set(n),
+  });
+  bar.done();
+  const masked = await zeroChannels(loaded.model, removals);
+  bar = new Progress({ label: "masked accuracy", total: test.count, unit: "img" });
+  const classes = await predictClasses(masked, test, prep, { batch, onProgress: (n) => bar.set(n) });
+  bar.done();
+  masked.dispose();
+  return {
+    mode: "plan",
+    removals,
+    ks,
+    rankings,
+    sweeps,
+    before: { correct: countMatches(beforeClasses, test.labels) },
+    masked: {
+      correct: countMatches(classes, test.labels),
+      from: "the model with the pruned channels zeroed",
+      classes,
+    },
+  };
+}

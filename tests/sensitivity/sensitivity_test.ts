@@ -1,0 +1,442 @@
+/**
+ * Per-layer sensitivity: every point equals the literal lab method (weights zeroed, whole model
+ * re-run) on the fixture models, streaming in chunks changes nothing, dead channels cost
+ * nothing, coupled layers are refused, and the command writes Distiller's and NNI's layouts.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { setupBackend } from "../../src/backend.ts";
+import { UserError } from "../../src/core/errors.ts";
+import { loadTestSet } from "../../src/data/cifar10.ts";
+import { imagesToTensor } from "../../src/data/tensors.ts";
+import { loadModel } from "../../src/model/load.ts";
+import { type LayerRef, pickLayer } from "../../src/model/layers.ts";
+import { splitModel } from "../../src/model/split.ts";
+import { fileSaver } from "../../src/model/tfjs_io.ts";
+import { computeLayerOutputs } from "../../src/activations/layer_outputs.ts";
+import { sweepNaive } from "../../src/sweep/engines/naive.ts";
+import { sweepFast } from "../../src/sweep/engines/masked.ts";
+import { criterionByName } from "../../src/rank/registry.ts";
+import { outputKind, PROBABILITY_EPSILON } from "../../src/model/class_scores.ts";
+import { tallyMasks } from "../../src/sensitivity/evaluate_masks.ts";
+import {
+  kValuesFromFractions,
+  kValuesFromStep,
+  layerSensitivity,
+  type LayerSensitivityResult,
+} from "../../src/sensitivity/scan.ts";
+import { assertUncoupled, couplingOf } from "../../src/model/coupling.ts";
+import { parseFractions } from "../../src/commands/sensitivity.ts";
+import { main } from "../../main.ts";
+import type { Dataset, Preprocessing } from "../../src/types.ts";
+import { exists } from "../_helpers.ts";
+
+await setupBackend("cpu");
+Deno.env.set("PRUNESCOPE_NO_PROGRESS", "1");
+
+const DATA = "fixtures/cifar10-tiny";
+const FIXTURES = ["tiny-bn", "tiny-nobn"].map((n) => `fixtures/models/${n}/model.json`);
+const FRACTIONS = [0, 0.5, 0.75];
+
+Deno.test("K values from fractions and steps; --fractions parsing", () => {
+  assert.deepEqual(kValuesFromFractions([0, 0.25, 0.5, 1], 64), [0, 16, 32, 64]);
+  assert.deepEqual(kValuesFromFractions([0, 0.05, 0.1], 8), [0, 1]); // 0.4 -> 0, 0.8 -> 1
+  assert.deepEqual(kValuesFromStep(16, 40), [0, 16, 32, 40]);
+  assert.deepEqual(kValuesFromStep(1, 3), [0, 1, 2, 3]);
+  assert.deepEqual(parseFractions("0:0.3:0.1"), [0, 0.1, 0.2, 0.3]);
+  assert.deepEqual(parseFractions("0.5,0,0.5"), [0, 0.5]);
+  assert.equal(parseFractions("0:1:0.05").length, 21);
+  for (const bad of ["1.5", "a", "0:1", "0:1:0", "-0.1"]) {
+    assert.throws(() => parseFractions(bad), UserError, bad);
+  }
+});
+
+/** The whole model with `pruned` channels of `layer` zeroed (kernel and bias), for a reference. */
+function withZeroedChannels<T>(model: tf.LayersModel, layer: LayerRef, pruned: number[], fn: () => T): T {
+  const conv = model.getLayer(layer.name);
+  const originals = conv.getWeights().map((t) => t.clone());
+  const zeroed = originals.map((t) => {
+    const v = (t.dataSync() as Float32Array).slice();
+    const c = layer.channels;
+    for (const ch of pruned) for (let i = ch; i < v.length; i += c) v[i] = 0;
+    return tf.tensor(v, t.shape);
+  });
+  conv.setWeights(zeroed);
+  try {
+    return fn();
+  } finally {
+    conv.setWeights(originals);
+    tf.dispose([...originals, ...zeroed]);
+  }
+}
+
+/** Top-5 hits and mean loss of the whole model, computed in plain JS from its class scores. */
+function referenceTop5AndLoss(
+  model: tf.LayersModel,
+  ds: Dataset,
+  prep: Preprocessing,
+): { top5: number; loss: number } {
+  const scores = tf.tidy(() =>
+    (model.predict(imagesToTensor(ds, 0, ds.count, prep)) as tf.Tensor).dataSync()
+  );
+  let top5 = 0, loss = 0;
+  for (let n = 0; n < ds.count; n++) {
+    const row = scores.subarray(n * 10, n * 10 + 10);
+    const y = ds.labels[n];
+    if (row.filter((s) => s > row[y]).length < 5) top5++;
+    loss -= Math.log(Math.min(1 - PROBABILITY_EPSILON, Math.max(PROBABILITY_EPSILON, row[y])));
+  }
+  return { top5, loss: loss / ds.count };
+}
+
+for (const path of FIXTURES) {
+  Deno.test({
+    name: `sensitivity points equal the naive method (weights zeroed, whole model): ${path}`,
+    ignore: !(await exists(path)),
+    fn: async () => {
+      const { model, preprocessing: prep } = await loadModel(path);
+      const ds = await loadTestSet(DATA, 64);
+      assert.equal(outputKind(model), "probabilities");
+      for (const [name, criterion] of [["conv1", "l1"], ["conv2", "mean"]]) {
+        const layer = pickLayer(model, name);
+        {
+          const kValues = kValuesFromFractions(FRACTIONS, layer.channels);
+          const before = tf.memory().numTensors;
+          const r = await layerSensitivity(model, layer, ds, prep, {
+            criterion: criterionByName(criterion),
+            kValues,
+            outputKind: "probabilities",
+          });
+          assert.equal(tf.memory().numTensors, before, "no tensor left behind");
+          const naive = await sweepNaive(model, layer, ds, prep, r.ranking, { kValues });
+          assert.deepEqual(r.points.map((p) => p.k), kValues);
+          r.points.forEach((p, i) => {
+            assert.equal(p.correct, naive[i].correct, `${name} ${criterion} K = ${p.k}: top-1`);
+            assert.equal(p.sparsity, p.k / layer.channels);
+            const ref = withZeroedChannels(
+              model,
+              layer,
+              r.ranking.order.slice(0, p.k),
+              () => referenceTop5AndLoss(model, ds, prep),
+            );
+            assert.equal(p.correctTop5, ref.top5, `${name} ${criterion} K = ${p.k}: top-5`);
+            assert.ok(
+              Math.abs(p.loss - ref.loss) <= 1e-5 * Math.max(1, ref.loss),
+              `K = ${p.k}: ${p.loss} vs ${ref.loss}`,
+            );
+          });
+        }
+      }
+      model.dispose();
+    },
+  });
+}
+
+Deno.test({
+  name:
+    "streaming the images in chunks gives exactly the one-pass results (2 passes for activation criteria)",
+  ignore: !(await exists(FIXTURES[0])),
+  fn: async () => {
+    const { model, preprocessing: prep } = await loadModel(FIXTURES[0]);
+    const ds = await loadTestSet(DATA, 60);
+    const layer = pickLayer(model, "conv1"); // 32 x 32 x 8 floats = 32 KiB per image
+    const perImageBytes = layer.outputShape.reduce((p, d) => p * d, 4);
+    const run = (criterion: string, maxCacheBytes?: number): Promise<LayerSensitivityResult> =>
+      layerSensitivity(model, layer, ds, prep, {
+        criterion: criterionByName(criterion),
+        kValues: kValuesFromStep(3, layer.channels),
+        outputKind: "probabilities",
+        maxCacheBytes,
+      });
+    for (const criterion of ["mean", "l1"]) {
+      const whole = await run(criterion);
+      const chunked = await run(criterion, 23 * perImageBytes);
+      assert.equal(whole.chunkImages, 60);
+      assert.equal(chunked.chunkImages, 23);
+      assert.equal(whole.prefixPasses, 1);
+      assert.equal(chunked.prefixPasses, criterion === "mean" ? 2 : 1);
+      assert.deepEqual(chunked.ranking.order, whole.ranking.order);
+      assert.deepEqual(chunked.points, whole.points);
+      assert.deepEqual(chunked.dead, whole.dead);
+    }
+    model.dispose();
+  },
+});
+
+Deno.test({
+  name: "dead channels are found and pruning them costs exactly nothing",
+  ignore: !(await exists(FIXTURES[0])),
+  fn: async () => {
+    const { model, preprocessing: prep } = await loadModel(FIXTURES[0]);
+    const ds = await loadTestSet(DATA, 60);
+    const layer = pickLayer(model, "conv2"); // relu
+    // Kill channel 3 for sure: zero kernel, bias -1, relu -> 0 on every image.
+    const conv = model.getLayer("conv2");
+    const [kernel, bias] = conv.getWeights();
+    const k = (kernel.dataSync() as Float32Array).slice();
+    for (let i = 3; i < k.length; i += layer.channels) k[i] = 0;
+    const b = (bias.dataSync() as Float32Array).slice();
+    b[3] = -1;
+    const newWeights = [tf.tensor(k, kernel.shape), tf.tensor(b, bias.shape)];
+    conv.setWeights(newWeights);
+    tf.dispose(newWeights);
+
+    const r = await layerSensitivity(model, layer, ds, prep, {
+      criterion: criterionByName("mean"),
+      kValues: kValuesFromStep(1, layer.channels),
+      outputKind: "probabilities",
+    });
+    const dead = r.dead.map((d) => d.channel);
+    assert.ok(dead.includes(3), `dead: ${dead}`);
+    for (const d of r.dead) {
+      assert.equal(d.mean, 0);
+      assert.equal(d.apoz, 1);
+    }
+    // mean ranks the dead channels first (mean 0 is the lowest a relu gives): K <= #dead costs nothing.
+    assert.deepEqual(new Set(r.ranking.order.slice(0, dead.length)), new Set(dead));
+    for (let kk = 1; kk <= dead.length; kk++) {
+      const p = r.points[kk], base = r.points[0];
+      assert.deepEqual(
+        [p.correct, p.correctTop5, p.loss],
+        [base.correct, base.correctTop5, base.loss],
+        `K = ${kk}`,
+      );
+    }
+    // And masking exactly the dead set, whatever the ranking, changes nothing either.
+    const split = splitModel(model, layer);
+    const out = await computeLayerOutputs(split, ds, prep);
+    // (The evaluator's top-1 counts are the fast sweep's.)
+    const fast = await sweepFast(split, out, ds.labels, r.ranking, { kValues: r.points.map((p) => p.k) });
+    assert.deepEqual(fast.map((p) => p.correct), r.points.map((p) => p.correct));
+    const masks = new Uint8Array(2 * layer.channels);
+    for (const c of dead) masks[layer.channels + c] = 1;
+    const [none, deadPruned] = await tallyMasks(split, out, ds.labels, masks, 2, "probabilities");
+    assert.deepEqual(deadPruned, none);
+    // A live channel does cost something (the check above can fail).
+    const live = r.ranking.order[r.ranking.order.length - 1];
+    masks.fill(0);
+    masks[layer.channels + live] = 1;
+    const [, livePruned] = await tallyMasks(split, out, ds.labels, masks, 2, "probabilities");
+    assert.notEqual(livePruned.lossSum, none.lossSum);
+    model.dispose();
+  },
+});
+
+/** conv1 -> pool -> conv2 (linear) -> relu2 -> [conv3 -> add(relu2, conv3)] -> GAP -> dense. */
+function residualModel(): tf.LayersModel {
+  const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+  const input = tf.input({ shape: [32, 32, 3] });
+  let x = tf.layers.conv2d({
+    name: "conv1",
+    filters: 4,
+    kernelSize: 3,
+    padding: "same",
+    activation: "relu",
+    kernelInitializer: init(1),
+  })
+    .apply(input) as tf.SymbolicTensor;
+  x = tf.layers.maxPooling2d({ poolSize: 4, name: "pool" }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.conv2d({
+    name: "conv2",
+    filters: 6,
+    kernelSize: 3,
+    padding: "same",
+    kernelInitializer: init(2),
+  })
+    .apply(x) as tf.SymbolicTensor;
+  const r = tf.layers.reLU({ name: "relu2" }).apply(x) as tf.SymbolicTensor;
+  const branch = tf.layers.conv2d({
+    name: "conv3",
+    filters: 6,
+    kernelSize: 3,
+    padding: "same",
+    kernelInitializer: init(3),
+  })
+    .apply(r) as tf.SymbolicTensor;
+  x = tf.layers.add({ name: "residual" }).apply([r, branch]) as tf.SymbolicTensor;
+  x = tf.layers.globalAveragePooling2d({ name: "gap" }).apply(x) as tf.SymbolicTensor;
+  const out = tf.layers.dense({
+    name: "scores",
+    units: 10,
+    activation: "softmax",
+    kernelInitializer: init(4),
+  })
+    .apply(x) as tf.SymbolicTensor;
+  return tf.model({ inputs: input, outputs: out });
+}
+
+async function captureErrors(fn: () => Promise<number>): Promise<{ code: number; errors: string }> {
+  const original = console.error;
+  const lines: string[] = [];
+  console.error = (...args: unknown[]) => lines.push(args.join(" "));
+  try {
+    return { code: await fn(), errors: lines.join("\n") };
+  } finally {
+    console.error = original;
+  }
+}
+
+Deno.test("coupled layers (a conv feeding an Add) are refused naming the Add; --layers all skips them", async () => {
+  const model = residualModel();
+  assert.equal(couplingOf(model, pickLayer(model, "conv1")), null);
+  assert.deepEqual(couplingOf(model, pickLayer(model, "conv2")), {
+    layer: "conv2",
+    merge: "residual",
+    mergeClass: "Add",
+    via: ["relu2"],
+  });
+  assert.equal(couplingOf(model, pickLayer(model, "conv3"))?.merge, "residual");
+  assert.throws(
+    () => assertUncoupled(model, pickLayer(model, "conv3")),
+    (e: unknown) =>
+      e instanceof UserError && /'residual'/.test(e.message) &&
+      /uncoupled conv layers: conv1/.test(e.message),
+  );
+
+  const dir = await Deno.makeTempDir({ prefix: "prunescope-sens-" });
+  try {
+    await model.save(fileSaver(join(dir, "model")));
+    const modelPath = join(dir, "model", "model.json");
+    const base = ["--model", modelPath, "--data", DATA, "--backend", "cpu", "--limit", "30"];
+    const all = await captureErrors(() =>
+      main(["sensitivity", ...base, "--fractions", "0,0.5,1", "--out", join(dir, "all")])
+    );
+    assert.equal(all.code, 0, all.errors);
+    assert.match(all.errors, /skipping conv2: .*'residual'/);
+    const json = JSON.parse(await Deno.readTextFile(join(dir, "all", "sensitivity.json")));
+    assert.deepEqual(json.layers.map((l: { layer: string }) => l.layer), ["conv1"]);
+    assert.deepEqual(json.skipped.map((s: { layer: string }) => s.layer), ["conv2", "conv3"]);
+
+    const one = await captureErrors(() =>
+      main(["sensitivity", ...base, "--layers", "conv2", "--out", join(dir, "x")])
+    );
+    assert.equal(one.code, 1);
+    assert.match(one.errors, /conv2 feeds the Add layer 'residual' \(through relu2\)/);
+    const sweep = await captureErrors(() =>
+      main(["sweep", ...base, "--layer", "conv3", "--out", join(dir, "y")])
+    );
+    assert.equal(sweep.code, 1);
+    assert.match(sweep.errors, /conv3 feeds the Add layer 'residual'/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    model.dispose();
+  }
+});
+
+Deno.test({
+  name: "sensitivity command: Distiller and NNI CSVs, JSON and chart",
+  ignore: !(await exists(FIXTURES[0])),
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "prunescope-sens-" });
+    try {
+      const run = await captureErrors(() =>
+        main([
+          "sensitivity",
+          ...["--model", FIXTURES[0], "--data", DATA, "--backend", "cpu", "--limit", "60"],
+          ...["--fractions", "0,0.5,1", "--criterion", "l1", "--out", dir],
+        ])
+      );
+      assert.equal(run.code, 0, run.errors);
+      const json = JSON.parse(await Deno.readTextFile(join(dir, "sensitivity.json")));
+      assert.equal(json.criterion, "l1");
+      assert.deepEqual(json.layers.map((l: { layer: string }) => l.layer), ["conv1", "conv2"]);
+      const csv = (await Deno.readTextFile(join(dir, "sensitivity.csv"))).trimEnd().split("\n").map((l) =>
+        l.split(",")
+      );
+      assert.deepEqual(csv[0], ["parameter", "sparsity", "top1", "top5", "loss"]);
+      assert.equal(csv.length - 1, 2 * 3);
+      assert.deepEqual(csv.slice(1).map((r) => [r[0], r[1]]), [
+        ["conv1/kernel", "0"],
+        ["conv1/kernel", "0.5"],
+        ["conv1/kernel", "1"],
+        ["conv2/kernel", "0"],
+        ["conv2/kernel", "0.5"],
+        ["conv2/kernel", "1"],
+      ]);
+      const points = json.layers.flatMap((l: { points: { top1: number; top5: number; loss: number }[] }) =>
+        l.points
+      );
+      csv.slice(1).forEach((r, i) => {
+        assert.ok(Math.abs(Number(r[2]) - 100 * points[i].top1) < 1e-9); // Distiller: percent
+        assert.ok(Math.abs(Number(r[3]) - 100 * points[i].top5) < 1e-9);
+        assert.equal(Number(r[4]), points[i].loss);
+      });
+      // Unpruned rows agree between layers; nothing left gives a worse loss than nothing pruned.
+      assert.equal(csv[1][2], csv[4][2]);
+      assert.ok(Number(csv[3][4]) > Number(csv[1][4]));
+      const nni = (await Deno.readTextFile(join(dir, "sensitivity_nni.csv"))).trimEnd().split("\n").map((l) =>
+        l.split(",")
+      );
+      assert.deepEqual(nni[0], ["layername", "0", "0.5", "1"]);
+      assert.deepEqual(nni.slice(1).map((r) => r[0]), ["conv1", "conv2"]);
+      assert.equal(Number(nni[2][2]), points[4].top1);
+      const svg = await Deno.readTextFile(join(dir, "sensitivity.svg"));
+      assert.ok(svg.includes("conv1") && svg.includes("conv2"));
+      assert.ok((await Deno.stat(join(dir, "sensitivity.png"))).size > 1000);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("sensitivity --workers 2: the very CSVs and points of --workers 1 (mean and taylor)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "prunescope_sens_workers_" });
+  try {
+    for (const criterion of ["mean", "taylor"]) {
+      const run = async (workers: string) => {
+        const out = join(dir, `${criterion}-w${workers}`);
+        const log = console.log;
+        console.log = () => {};
+        try {
+          await main([
+            "sensitivity",
+            "--model",
+            FIXTURES[0],
+            "--data",
+            DATA,
+            "--limit",
+            "120",
+            "--backend",
+            "wasm",
+            "--criterion",
+            criterion,
+            "--taylor-images",
+            "64",
+            "--fractions",
+            "0:1:0.25",
+            "--workers",
+            workers,
+            "--out",
+            out,
+          ]);
+        } finally {
+          console.log = log;
+        }
+        return out;
+      };
+      const one = await run("1");
+      const two = await run("2");
+      for (const file of ["sensitivity.csv", "sensitivity_nni.csv"]) {
+        assert.equal(
+          await Deno.readTextFile(join(two, file)),
+          await Deno.readTextFile(join(one, file)),
+          file,
+        );
+      }
+      const layers = (p: string) =>
+        Deno.readTextFile(join(p, "sensitivity.json")).then((t) =>
+          JSON.parse(t).layers.map((l: { layer: string; points: unknown; dead: unknown }) => [
+            l.layer,
+            l.points,
+            l.dead,
+          ])
+        );
+      const expected = await layers(one);
+      assert.equal(expected.length, 2);
+      assert.deepEqual(await layers(two), expected);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
