@@ -2,8 +2,8 @@
  * `deno task fetch-data [--dest DIR] [--url URL]`: download the official CIFAR-10 binary
  * tarball, verify its size and checksums, and extract it atomically into the cache (or DIR).
  */
-import { parseArgs } from "node:util";
-import { UserError } from "../errors.ts";
+import { parseFlags } from "../cli/args.ts";
+import { checkOutput } from "../cli/out_dir.ts";
 import { cachedDataDir, CIFAR10_SIZE, CIFAR10_URL, fetchCifar10 } from "../data/fetch.ts";
 
 const HELP = `usage: deno task fetch-data [--dest DIR] [--url URL]
@@ -24,26 +24,24 @@ Other ways to supply the data to any command: --data DIR, or CIFAR10_DIR=DIR.`;
 
 /** Run the fetch-data command. */
 export async function run(args: string[]): Promise<void> {
-  let values: { dest?: string; url?: string; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        dest: { type: "string" },
-        url: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    const first = (e as Error).message.split(/\n|\. /)[0].replace(/\.$/, "");
-    throw new UserError(`${first}. Run 'deno task fetch-data --help'.`);
-  }
+  const values = parseFlags(
+    args,
+    {
+      dest: { type: "string" },
+      url: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    "fetch-data",
+    "Run",
+  );
   if (values.help) {
     console.log(HELP);
     return;
   }
+  // Where the data will go, checked before the download (an existing folder is fetchCifar10's to judge).
+  const dest = values.dest ?? cachedDataDir();
+  const isFolder = await Deno.stat(dest).then((i) => i.isDirectory, () => false);
+  if (!isFolder) await checkOutput(dest, "--dest", "folder");
   const started = performance.now();
   const dir = await fetchCifar10({ dest: values.dest, url: values.url });
   const seconds = ((performance.now() - started) / 1000).toFixed(1);

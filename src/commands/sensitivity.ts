@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { type BackendName, setupBackend } from "../backend.ts";
 import { UserError } from "../errors.ts";
 import { parseFlags, parsePreprocessing, positiveInt } from "../cli/args.ts";
+import { checkOutput, claimOutDir } from "../cli/out_dir.ts";
 import { loadTestSet, loadTrainSet } from "../data/cifar10.ts";
 import { resolveDataDir } from "../data/fetch.ts";
 import { loadModel } from "../model/load.ts";
@@ -27,7 +28,7 @@ import {
   type LayerSensitivityResult,
   plannedWork,
 } from "../prune/sensitivity.ts";
-import { largestKWithin } from "../prune/summary.ts";
+import { chanceLevelWarning, largestKWithin } from "../prune/summary.ts";
 import type { Dataset } from "../types.ts";
 import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
 import { distillerTable, nniTable } from "../report/sensitivity_tables.ts";
@@ -187,6 +188,9 @@ export async function run(args: string[]): Promise<void> {
   const step = values.step === undefined ? undefined : positiveInt("step", values.step, 1);
   const criterion = criterionByName(values.criterion!);
   const flags = parsePreprocessing(values);
+  // The output folder is checked and locked before any model or data is read.
+  await checkOutput(values.out!, "--out", "folder");
+  await using _claim = await claimOutDir(values.out!, "--out", "sensitivity");
 
   let t0 = performance.now();
   const backend = await setupBackend(values.backend as BackendName);
@@ -266,6 +270,8 @@ export async function run(args: string[]): Promise<void> {
   t0 = performance.now();
   const out = values.out!;
   const baseline = results[0].points.find((p) => p.k === 0)?.top1 ?? NaN;
+  const chance = chanceLevelWarning(baseline, test.count);
+  if (chance) console.error(chance);
   const distiller = distillerTable(results);
   await writeCsv(join(out, "sensitivity.csv"), distiller.header, distiller.rows);
   const nni = nniTable(results, fractions);

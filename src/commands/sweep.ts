@@ -11,12 +11,18 @@ import { fileURLToPath } from "node:url";
 import { type BackendName, setupBackend } from "../backend.ts";
 import { UserError } from "../errors.ts";
 import { parseFlags, parsePreprocessing, positiveInt } from "../cli/args.ts";
+import { checkOutput, claimOutDir } from "../cli/out_dir.ts";
 import { loadTestSet, loadTrainSet } from "../data/cifar10.ts";
 import { resolveDataDir } from "../data/fetch.ts";
 import { loadModel } from "../model/load.ts";
 import { pickLayer } from "../model/layers.ts";
 import { splitModelAsync } from "../model/split.ts";
-import { averageMaps, computeLayerOutputs } from "../prune/activations.ts";
+import {
+  assertFiniteOutputs,
+  assertFiniteScores,
+  averageMaps,
+  computeLayerOutputs,
+} from "../prune/activations.ts";
 import { channelStats, deadChannels } from "../prune/criteria_activation.ts";
 import { computeRankings, criterionNames, parseCriteria } from "../prune/rankings.ts";
 import { outputKind } from "../prune/class_scores.ts";
@@ -28,7 +34,7 @@ import { sweepIncremental } from "../prune/sweep_incremental.ts";
 import { engineRows } from "../prune/linear_head.ts";
 import { SweepPool } from "../prune/parallel.ts";
 import { sweepNaive } from "../prune/naive.ts";
-import { largestKWithin, SUMMARY_BANDS } from "../prune/summary.ts";
+import { chanceLevelWarning, largestKWithin, SUMMARY_BANDS } from "../prune/summary.ts";
 import type { SweepResult } from "../types.ts";
 import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
 import { writeFileAtomic } from "../report/atomic.ts";
@@ -145,6 +151,10 @@ export async function run(args: string[]): Promise<void> {
     throw new UserError("--naive, --algebra and --dense-kernel are three engines: pass one of them.");
   }
 
+  // The output folder is checked and locked before any model or data is read.
+  await checkOutput(values.out!, "--out", "folder");
+  await using _claim = await claimOutDir(values.out!, "--out", "sweep");
+
   let t0 = performance.now();
   const backend = await setupBackend(values.backend as BackendName);
   const modelPath = values.model ?? DEFAULT_MODEL;
@@ -189,6 +199,9 @@ export async function run(args: string[]): Promise<void> {
     ? await pool.layerOutputs(test, prep, { batch, onProgress: onPrefix })
     : await computeLayerOutputs(split, test, prep, { batch, onProgress: onPrefix });
   prefixBar.done();
+  // NaN or Infinity in the layer outputs or in the K = 0 scores stops the run here, in one line.
+  if (pool) assertFiniteOutputs(outputs, layer.name);
+  await assertFiniteScores(split, outputs, batch);
   clock("prefix", t0);
 
   t0 = performance.now();
@@ -247,6 +260,8 @@ export async function run(args: string[]): Promise<void> {
   clock("sweep", t0);
 
   const baseline = results.find((r) => r.k === 0)?.accuracy ?? NaN;
+  const chance = chanceLevelWarning(baseline, test.count);
+  if (chance) console.error(chance);
   const result: SweepResult = {
     model: modelPath,
     layer: layer.name,

@@ -10,6 +10,7 @@ import type { Dataset, Preprocessing, Ranking, SweepPoint } from "../types.ts";
 import { imagesToTensor } from "../data/tensors.ts";
 import { countCorrect } from "./accuracy.ts";
 import { resolveKValues, sweepPoint } from "./sweep.ts";
+import { pauseForSignals } from "../core/interrupt.ts";
 
 /**
  * Evaluate `model` on `ds`: how many images its top class gets right.
@@ -35,6 +36,7 @@ export async function evaluate(
     });
     try {
       correct += (await counts.data())[0];
+      await pauseForSignals();
     } finally {
       counts.dispose();
     }

@@ -17,6 +17,7 @@ import type { Ranking, SweepPoint } from "../types.ts";
 import type { LayerOutputs } from "./activations.ts";
 import { defaultMasking, maskChannelsStacked, type MaskingSite, maskStackInto } from "./mask.ts";
 import { countCorrect } from "./accuracy.ts";
+import { pauseForSignals } from "../core/interrupt.ts";
 
 /** Device memory the fast sweep aims to stay under, unless told otherwise (256 MiB). */
 export const DEFAULT_MEMORY_BUDGET = 256 * 2 ** 20;
@@ -205,6 +206,7 @@ export async function sweepFast(
       });
       try {
         const values = await counts.data();
+        await pauseForSignals();
         for (let j = 0; j < m; j++) correct[j] += values[j];
       } finally {
         counts.dispose();

@@ -19,6 +19,7 @@ import type { SplitModel } from "../model/split.ts";
 import type { Ranking, SweepPoint } from "../types.ts";
 import type { LayerOutputs } from "./activations.ts";
 import { DEFAULT_MEMORY_BUDGET, rankPositions, resolveKValues, sweepPoint } from "./sweep.ts";
+import { pauseForSignals } from "../core/interrupt.ts";
 
 /**
  * What the engine evaluates: one row per image, the image's current (partly pruned) input to
@@ -287,6 +288,7 @@ export async function sweepIncremental(
   for (start = 0; start < count; start += imageBatch) {
     const n = Math.min(imageBatch, count - start);
     await source.begin(out, start, n);
+    await pauseForSignals();
     current = new Uint8Array(n);
     for (let j = 0; j < ks.length; j++) {
       changed.fill(j === 0 ? 1 : 0);
