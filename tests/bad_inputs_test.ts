@@ -132,9 +132,9 @@ async function kerasParts(): Promise<ZipPart[]> {
   }));
 }
 
-/** `dir/name` holding a .keras archive made of the tiny fixture's entries, `change`d. */
-async function keras(dir: string, name: string, change: (parts: ZipPart[]) => ZipPart[]): Promise<string> {
-  const path = join(dir, name);
+/** `dir/model.keras`, a .keras archive made of the tiny fixture's entries, `change`d. */
+async function keras(dir: string, change: (parts: ZipPart[]) => ZipPart[]): Promise<string> {
+  const path = join(dir, "model.keras");
   await Deno.writeFile(path, zipOf(change(await kerasParts())));
   return path;
 }
@@ -251,6 +251,36 @@ function outputCases(cmd: string, flag: string, base: (dir: string) => string[])
 
 const tinyArgs = (d: string) => ["--data", TINY_DATA, "--backend", "wasm", "--out", join(d, "out", "run")];
 
+/** Where tensors start in the tiny model's weights.bin (floats): conv1/kernel is first, scores/bias after 11,664. */
+const CONV1_KERNEL = 216;
+const SCORES_BIAS = 216 + 8 + 1152 + 16 + 16 + 16 + 10240;
+
+/**
+ * A case running `cmd` with the model `model(dir)` makes (sweep, sensitivity, prune on the tiny
+ * data; convert into dir/out), plus `extra` flags.
+ */
+function withModel(
+  name: string,
+  cmd: string,
+  model: (dir: string) => Promise<string> | string,
+  expect: RegExp,
+  extra: string[] = [],
+  midRun = false,
+): Case {
+  return {
+    name,
+    setup: async (d) => [
+      cmd,
+      ...(cmd === "convert" ? ["--out", join(d, "out")] : tinyArgs(d)),
+      ...extra,
+      "--model",
+      await model(d),
+    ],
+    expect,
+    midRun,
+  };
+}
+
 const CASES: Case[] = [
   // Output locations, before any model or data.
   ...outputCases("sweep", "--out", (d) => [...ABSENT(d), "--backend", "wasm"]),
@@ -334,176 +364,119 @@ const CASES: Case[] = [
   },
   { name: "convert: no --model", setup: (d) => ["convert", "--out", join(d, "out")], expect: /--model FILE/ },
   // Models.
-  {
-    name: "sweep: a model that does not exist",
-    setup: (d) => ["sweep", ...tinyArgs(d), "--model", join(d, "nope.json")],
-    expect: /not found|does not exist|no such/i,
-  },
-  {
-    name: "sweep: NaN in the first conv kernel",
-    setup: async (d) => [
-      "sweep",
-      ...tinyArgs(d),
-      "--model",
-      await tinyModel(d, "nan", (w) => (w[5] = NaN)),
-    ],
-    expect: /layer conv1, tensor conv1\/kernel: 1 NaN of 216 values/,
-  },
-  {
-    name: "prune: Infinity in the dense bias",
-    setup: async (d) => [
-      "prune",
-      ...tinyArgs(d),
-      "--k",
-      "1",
-      "--model",
-      await tinyModel(d, "inf", (w) => (w[216 + 8 + 1152 + 16 + 16 + 16 + 10240 + 3] = -Infinity)),
-    ],
-    expect: /layer scores, tensor scores\/bias: 1 infinite of 10 values/,
-  },
-  {
-    name: "sweep: finite weights whose layer outputs overflow to Infinity",
-    setup: async (d) => [
-      "sweep",
-      ...tinyArgs(d),
-      "--layer",
-      "conv1",
-      "--model",
-      await tinyModel(d, "overflow", (w) => w.fill(3e38, 0, 216)),
-    ],
-    expect: /layer conv1's outputs are NaN or infinite for \d+ of 200 images/,
-    midRun: true,
-  },
-  {
-    name: "sweep: finite layer outputs, scores at K = 0 overflow",
-    setup: async (d) => [
-      "sweep",
-      ...tinyArgs(d),
-      "--layer",
-      "conv1",
-      "--model",
-      await tinyModel(d, "scores", (w) => w.fill(3e38, 11404, 11664)),
-    ],
-    expect: /the class scores at K = 0 \(after conv1\) are NaN or infinite for \d+ of 200 images/,
-    midRun: true,
-  },
-  {
-    name: "sensitivity: layer outputs overflow to Infinity",
-    setup: async (d) => [
-      "sensitivity",
-      ...tinyArgs(d),
-      "--model",
-      await tinyModel(d, "overflow", (w) => w.fill(3e38, 0, 216)),
-    ],
-    expect: /outputs are NaN or infinite for \d+ of \d+ images/,
-    midRun: true,
-  },
-  {
-    name: "convert: a .keras whose config.json declares 100 MB (zip bomb)",
-    setup: async (d) => [
-      "convert",
-      "--out",
-      join(d, "out"),
-      "--model",
-      await keras(
+  withModel("sweep: a model that does not exist", "sweep", (d) => join(d, "nope.json"), /not found/i),
+  withModel(
+    "sweep: NaN in the first conv kernel",
+    "sweep",
+    (d) => tinyModel(d, "nan", (w) => (w[5] = NaN)),
+    /layer conv1, tensor conv1\/kernel: 1 NaN of 216 values/,
+  ),
+  withModel(
+    "prune: Infinity in the dense bias",
+    "prune",
+    (d) => tinyModel(d, "inf", (w) => (w[SCORES_BIAS + 3] = -Infinity)),
+    /layer scores, tensor scores\/bias: 1 infinite of 10 values/,
+    ["--k", "1"],
+  ),
+  withModel(
+    "sweep: finite weights whose layer outputs overflow to Infinity",
+    "sweep",
+    (d) => tinyModel(d, "overflow", (w) => w.fill(3e38, 0, CONV1_KERNEL)),
+    /layer conv1's outputs are NaN or infinite for \d+ of 200 images/,
+    ["--layer", "conv1"],
+    true,
+  ),
+  withModel(
+    "sweep: finite layer outputs, scores at K = 0 overflow",
+    "sweep",
+    (d) => tinyModel(d, "scores", (w) => w.fill(3e38, SCORES_BIAS - 260, SCORES_BIAS)),
+    /the class scores at K = 0 \(after conv1\) are NaN or infinite for \d+ of 200 images/,
+    ["--layer", "conv1"],
+    true,
+  ),
+  withModel(
+    "sensitivity: layer outputs overflow to Infinity",
+    "sensitivity",
+    (d) => tinyModel(d, "overflow", (w) => w.fill(3e38, 0, CONV1_KERNEL)),
+    /layer conv1's outputs are NaN or infinite for \d+ of 200 images/,
+    [],
+    true,
+  ),
+  withModel(
+    "convert: a .keras whose config.json declares 100 MB (zip bomb)",
+    "convert",
+    (d) =>
+      keras(
         d,
-        "bomb.keras",
         (p) => replace(p, "config.json", { stored: deflatedZeros(MB, 0x20), method: 8, size: 100 * MB }),
       ),
-    ],
-    expect: /entry "config.json" declares 104857600 bytes uncompressed, more than the 67108864/,
-  },
-  {
-    name: "sweep: a .keras whose config.json lies about its size (zip bomb)",
-    setup: async (d) => [
-      "sweep",
-      ...tinyArgs(d),
-      "--model",
-      await keras(
+    /entry "config.json" declares 104857600 bytes uncompressed, more than the 67108864/,
+  ),
+  withModel(
+    "sweep: a .keras whose config.json lies about its size (zip bomb)",
+    "sweep",
+    (d) =>
+      keras(
         d,
-        "liar.keras",
         (p) => replace(p, "config.json", { stored: deflatedZeros(4 * MB, 0x20), method: 8, size: 1000 }),
       ),
-    ],
-    expect: /entry "config.json" inflates to more than the 1000 bytes it declares/,
-  },
-  {
-    name: "prune: a .keras whose weights declare 1 GB (zip bomb)",
-    setup: async (d) => [
-      "prune",
-      ...tinyArgs(d),
-      "--k",
-      "1",
-      "--model",
-      await keras(
+    /entry "config.json" inflates to more than the 1000 bytes it declares/,
+  ),
+  withModel(
+    "prune: a .keras whose weights declare 1 GB (zip bomb)",
+    "prune",
+    (d) =>
+      keras(
         d,
-        "wbomb.keras",
         (p) => replace(p, "model.weights.h5", { stored: deflatedZeros(MB), method: 8, size: 2 ** 30 }),
       ),
-    ],
-    expect:
-      /entry "model.weights.h5" declares 1073741824 bytes uncompressed, more than the \d+ bytes the weights/,
-  },
-  {
-    name: "sensitivity: a .keras entry climbing out with ../",
-    setup: async (d) => [
-      "sensitivity",
-      ...tinyArgs(d),
-      "--model",
-      await keras(
-        d,
-        "slip.keras",
-        (p) => [...p, { name: "../evil", stored: new Uint8Array(1), method: 0, size: 1 }],
-      ),
-    ],
-    expect: /refusing the archive: its entry "..\/evil" climbs out/,
-  },
-  {
-    name: "convert: a .keras with an unknown compression method",
-    setup: async (d) => [
-      "convert",
-      "--out",
-      join(d, "out"),
-      "--model",
-      await keras(d, "bz.keras", (p) => replace(p, "config.json", { method: 12 })),
-    ],
-    expect: /uses compression method 12/,
-  },
-  {
-    name: "convert: a truncated .keras",
-    setup: async (d) => {
-      const path = await keras(d, "whole.keras", (p) => p);
+    /entry "model.weights.h5" declares 1073741824 bytes uncompressed, more than the \d+ bytes the weights/,
+    ["--k", "1"],
+  ),
+  withModel(
+    "sensitivity: a .keras entry climbing out with ../",
+    "sensitivity",
+    (d) => keras(d, (p) => [...p, { name: "../evil", stored: new Uint8Array(1), method: 0, size: 1 }]),
+    /refusing the archive: its entry "..\/evil" climbs out/,
+  ),
+  withModel(
+    "convert: a .keras with an unknown compression method",
+    "convert",
+    (d) => keras(d, (p) => replace(p, "config.json", { method: 12 })),
+    /uses compression method 12/,
+  ),
+  withModel(
+    "convert: a truncated .keras",
+    "convert",
+    async (d) => {
+      const path = await keras(d, (p) => p);
       const bytes = await Deno.readFile(path);
-      await Deno.writeFile(join(d, "cut.keras"), bytes.subarray(0, bytes.length >> 1));
-      await Deno.remove(path);
-      return ["convert", "--out", join(d, "out"), "--model", join(d, "cut.keras")];
+      await Deno.writeFile(path, bytes.subarray(0, bytes.length >> 1));
+      return path;
     },
-    expect: /is not a readable zip archive/,
-  },
-  {
-    name: "convert: a .keras without weights",
-    setup: async (d) => [
-      "convert",
-      "--out",
-      join(d, "out"),
-      "--model",
-      await keras(d, "now.keras", (p) => p.filter((x) => x.name !== "model.weights.h5")),
-    ],
-    expect: /has a config.json but no model.weights.h5/,
-  },
-  {
-    name: "sweep: a .keras that is not a zip",
-    setup: async (d) => {
+    /is not a readable zip archive/,
+  ),
+  withModel(
+    "convert: a .keras without weights",
+    "convert",
+    (d) => keras(d, (p) => p.filter((x) => x.name !== "model.weights.h5")),
+    /has a config.json but no model.weights.h5/,
+  ),
+  withModel(
+    "sweep: a .keras that is not a zip",
+    "sweep",
+    async (d) => {
       await Deno.writeTextFile(join(d, "text.keras"), "hello");
-      return ["sweep", ...tinyArgs(d), "--model", join(d, "text.keras")];
+      return join(d, "text.keras");
     },
-    expect: /neither HDF5 nor a zip archive/,
-  },
-  {
-    name: "convert: an .h5 whose datasets hold more than its config implies",
-    setup: async (d) => ["convert", "--out", join(d, "out"), "--model", await h5WithOversizedWeights(d)],
-    expect: /holds \d+ values .*more than the \d+ weights of the model's config leave room for/,
-  },
+    /neither HDF5 nor a zip archive/,
+  ),
+  withModel(
+    "convert: an .h5 whose datasets hold more than its config implies",
+    "convert",
+    h5WithOversizedWeights,
+    /holds \d+ values .*more than the \d+ weights of the model's config leave room for/,
+  ),
   // Data.
   {
     name: "sweep: --data is a folder without CIFAR-10",

@@ -186,3 +186,17 @@ export async function claimOutDir(path: string, flag: string, command: string): 
   };
   return { path, release, [Symbol.asyncDispose]: release };
 }
+
+/**
+ * `checkOutput` then `claimOutDir` for a command's output folder: what every command that writes a
+ * folder does first, before it reads any model or data.
+ *
+ * @example
+ * ```ts
+ * await using _out = await openOutDir(values.out!, "--out", "sweep");
+ * ```
+ */
+export async function openOutDir(path: string, flag: string, command: string): Promise<OutDirClaim> {
+  await checkOutput(path, flag, "folder");
+  return await claimOutDir(path, flag, command);
+}

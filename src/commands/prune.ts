@@ -14,7 +14,7 @@ import * as tf from "@tensorflow/tfjs";
 import { type BackendName, setupBackend } from "../backend.ts";
 import { UserError } from "../errors.ts";
 import { parseFlags, parsePreprocessing, positiveInt } from "../cli/args.ts";
-import { checkOutput, claimOutDir } from "../cli/out_dir.ts";
+import { openOutDir } from "../cli/out_dir.ts";
 import { type LayerRef, pickLayer } from "../model/layers.ts";
 import { checkCifarModel, type LoadedModel, loadModel } from "../model/load.ts";
 import { type SplitModel, splitModelAsync } from "../model/split.ts";
@@ -449,8 +449,7 @@ export async function run(args: string[]): Promise<void> {
   const flags = parsePreprocessing(values);
   const out = values.out!;
   // The output folder is checked and locked before any model or data is read.
-  await checkOutput(out, "--out", "folder");
-  await using _claim = await claimOutDir(out, "--out", "prune");
+  await using _claim = await openOutDir(out, "--out", "prune");
 
   const timings: Record<string, number> = {};
   let t0 = performance.now();

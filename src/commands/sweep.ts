@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { type BackendName, setupBackend } from "../backend.ts";
 import { UserError } from "../errors.ts";
 import { parseFlags, parsePreprocessing, positiveInt } from "../cli/args.ts";
-import { checkOutput, claimOutDir } from "../cli/out_dir.ts";
+import { openOutDir } from "../cli/out_dir.ts";
 import { loadTestSet, loadTrainSet } from "../data/cifar10.ts";
 import { resolveDataDir } from "../data/fetch.ts";
 import { loadModel } from "../model/load.ts";
@@ -152,8 +152,7 @@ export async function run(args: string[]): Promise<void> {
   }
 
   // The output folder is checked and locked before any model or data is read.
-  await checkOutput(values.out!, "--out", "folder");
-  await using _claim = await claimOutDir(values.out!, "--out", "sweep");
+  await using _claim = await openOutDir(values.out!, "--out", "sweep");
 
   let t0 = performance.now();
   const backend = await setupBackend(values.backend as BackendName);
