@@ -204,11 +204,17 @@ async function fileAtOut(dir: string): Promise<string> {
   return join(dir, "out");
 }
 
-/** dir/out locked by a live run (this process). */
+/** Locks taken by `lockedOut`, let go when the case is over. */
+const held: Deno.FsFile[] = [];
+
+/** dir/out locked as a live run locks it (an OS lock on the lock file, held by this process). */
 async function lockedOut(dir: string): Promise<string> {
   await Deno.mkdir(join(dir, "out"));
+  const file = await Deno.open(join(dir, "out", LOCK_NAME), { write: true, create: true });
+  assert.ok(await file.tryLock(true));
   const record = { pid: Deno.pid, command: "sweep", started: new Date().toISOString() };
-  await Deno.writeTextFile(join(dir, "out", LOCK_NAME), JSON.stringify(record));
+  await file.write(new TextEncoder().encode(JSON.stringify(record)));
+  held.push(file);
   return join(dir, "out");
 }
 
@@ -600,6 +606,7 @@ async function check(
     assert.match(lines[0], c.expect, c.name);
     assert.deepEqual(await snapshot(dir), before, `${c.name}: something was written`);
   } finally {
+    for (const file of held.splice(0)) file.close();
     await Deno.remove(dir, { recursive: true });
   }
 }

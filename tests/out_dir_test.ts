@@ -39,15 +39,13 @@ Deno.test("claimOutDir: a second claim on the same folder is refused in one line
 
 Deno.test("claimOutDir: a lock left by a run that is gone is taken over", async () => {
   const dir = await Deno.makeTempDir();
-  // A process id that cannot be running (beyond Linux's pid_max).
+  // The lock file of a run that is gone: no process holds its OS lock any more.
   const stale = { pid: 2 ** 30, command: "sweep", started: "2020-01-01T00:00:00.000Z" };
   await Deno.writeTextFile(join(dir, LOCK_NAME), JSON.stringify(stale));
-  if (Deno.build.os === "linux") {
-    const claim = await claimOutDir(dir, "--out", "sweep");
-    assert.equal(JSON.parse(await Deno.readTextFile(join(dir, LOCK_NAME))).pid, Deno.pid);
-    await claim.release();
-    assert.deepEqual(await names(dir), [], "the folder existed before, so it stays; the lock goes");
-  }
+  const claim = await claimOutDir(dir, "--out", "sweep");
+  assert.equal(JSON.parse(await Deno.readTextFile(join(dir, LOCK_NAME))).pid, Deno.pid);
+  await claim.release();
+  assert.deepEqual(await names(dir), [], "the folder existed before, so it stays; the lock goes");
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -72,4 +70,56 @@ Deno.test("chanceLevelWarning: 10.10% on 10,000 images warns and names the cause
   assert.equal(chanceLevelWarning(0.13, 10000), null, "3 points above chance on 10,000 images is signal");
   assert.notEqual(chanceLevelWarning(0.13, 100), null, "on 100 images it is not");
   assert.equal(chanceLevelWarning(NaN, 100), null, "no K = 0 point: nothing to judge");
+});
+
+Deno.test("two sweep processes into one --out: the second stops at once, naming the first", async () => {
+  const dir = await Deno.makeTempDir();
+  const root = new URL("..", import.meta.url).pathname;
+  const out = join(dir, "out");
+  const sweep = () =>
+    new Deno.Command("deno", {
+      args: [
+        "run",
+        "--quiet",
+        "--allow-read",
+        `--allow-write=${dir}`,
+        "--allow-env",
+        "main.ts",
+        "sweep",
+        "--model",
+        join(root, "fixtures/models/default/model.json"),
+        "--data",
+        join(root, "fixtures/cifar10-tiny"),
+        "--out",
+        out,
+        "--backend",
+        "wasm",
+        "--naive",
+      ],
+      cwd: root,
+      stdout: "null",
+      stderr: "piped",
+      env: { PRUNESCOPE_NO_PROGRESS: "1" },
+    });
+  const first = sweep().spawn();
+  // Wait for the first run's description line: by then it holds the lock.
+  const reader = first.stderr.getReader();
+  let text = "";
+  while (!/^sweep: /m.test(text)) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += new TextDecoder().decode(value);
+  }
+  const second = await sweep().output();
+  const err = new TextDecoder().decode(second.stderr).trimEnd();
+  first.kill("SIGINT");
+  await reader.cancel();
+  await first.status;
+  assert.equal(second.code, 1, err);
+  assert.equal(err.split("\n").length, 1, err);
+  assert.match(
+    err,
+    /^prunescope sweep: --out .* is in use by another prunescope run \(sweep, pid \d+, started /,
+  );
+  await Deno.remove(dir, { recursive: true });
 });

@@ -106,28 +106,18 @@ export interface OutDirClaim extends AsyncDisposable {
   release(): Promise<void>;
 }
 
+/** What the lock file says about the run that holds it. */
 interface LockRecord {
   pid: number;
   command: string;
   started: string;
 }
 
-/** Whether process `pid` is still running (Linux: /proc; elsewhere assume it is). */
-function alive(pid: number): boolean {
-  if (pid === Deno.pid) return true;
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    return Deno.build.os !== "linux";
-  }
-}
-
 /**
  * Create the output folder `path` (and missing parents) and lock it for `command` until the claim
- * is released. A folder locked by a live run is a one-line `UserError`; a lock left by a run that
- * is gone is taken over. Call after `checkOutput`.
+ * is released. The lock is an operating-system lock (flock) on `<path>/.prunescope.lock`, so it
+ * dies with its process: a folder locked by a live run is a one-line `UserError`, a lock file left
+ * by a run that is gone is simply taken over. Call after `checkOutput`.
  *
  * @example
  * ```ts
@@ -140,7 +130,6 @@ export async function claimOutDir(path: string, flag: string, command: string): 
   for (let at = resolve(path); !(await statOrNull(at)); at = dirname(at)) created.unshift(at);
   await Deno.mkdir(path, { recursive: true });
   const lock = join(path, LOCK_NAME);
-  const record: LockRecord = { pid: Deno.pid, command, started: new Date().toISOString() };
   const removeCreated = () => {
     for (const dir of [...created].reverse()) {
       try {
@@ -150,30 +139,35 @@ export async function claimOutDir(path: string, flag: string, command: string): 
       }
     }
   };
+  let file: Deno.FsFile;
+  for (;;) {
+    file = await Deno.open(lock, { read: true, write: true, create: true });
+    if (!(await file.tryLock(true))) {
+      file.close();
+      const other = await Deno.readTextFile(lock).then((t) => JSON.parse(t) as LockRecord, () => null);
+      removeCreated(); // not the lock file: it is the other run's
+      const who = other ? ` (${other.command}, pid ${other.pid}, started ${other.started})` : "";
+      throw new UserError(
+        `${flag} ${path} is in use by another prunescope run${who}: wait for it to finish or pick another ${flag}.`,
+      );
+    }
+    // The holder before us may have removed the file between our open and our lock: then start over.
+    const here = await statOrNull(lock);
+    if (here && here.ino === (await file.stat()).ino) break;
+    file.close();
+  }
+  const record: LockRecord = { pid: Deno.pid, command, started: new Date().toISOString() };
+  await file.truncate(0);
+  await file.write(new TextEncoder().encode(JSON.stringify(record) + "\n"));
   const undo = () => {
     try {
-      Deno.removeSync(lock);
+      Deno.removeSync(lock); // removed while still locked, so no one takes a lock on a file about to go
     } catch { /* gone */ }
+    try {
+      file.close(); // releases the lock
+    } catch { /* closed */ }
     removeCreated();
   };
-  for (let attempt = 0;; attempt++) {
-    try {
-      await Deno.writeTextFile(lock, JSON.stringify(record) + "\n", { createNew: true });
-      break;
-    } catch (e) {
-      if (!(e instanceof Deno.errors.AlreadyExists) || attempt > 0) throw e;
-      const other = await Deno.readTextFile(lock).then((t) => JSON.parse(t) as LockRecord, () => null);
-      if (other && typeof other.pid === "number" && alive(other.pid)) {
-        removeCreated(); // not the lock: it is the other run's
-        throw new UserError(
-          `${flag} ${path} is in use by another prunescope run (${other.command}, pid ${other.pid}, ` +
-            `started ${other.started}): wait for it to finish or pick another ${flag} ` +
-            `(if no such run is going, delete ${lock}).`,
-        );
-      }
-      await Deno.remove(lock).catch(() => {}); // left by a run that is gone
-    }
-  }
   const forget = onInterrupt(undo);
   let released = false;
   const release = () => {

@@ -17,12 +17,7 @@ import { resolveDataDir } from "../data/fetch.ts";
 import { loadModel } from "../model/load.ts";
 import { pickLayer } from "../model/layers.ts";
 import { splitModelAsync } from "../model/split.ts";
-import {
-  assertFiniteOutputs,
-  assertFiniteScores,
-  averageMaps,
-  computeLayerOutputs,
-} from "../prune/activations.ts";
+import { assertFiniteScores, averageMaps, computeLayerOutputs } from "../prune/activations.ts";
 import { channelStats, deadChannels } from "../prune/criteria_activation.ts";
 import { computeRankings, criterionNames, parseCriteria } from "../prune/rankings.ts";
 import { outputKind } from "../prune/class_scores.ts";
@@ -198,8 +193,8 @@ export async function run(args: string[]): Promise<void> {
     ? await pool.layerOutputs(test, prep, { batch, onProgress: onPrefix })
     : await computeLayerOutputs(split, test, prep, { batch, onProgress: onPrefix });
   prefixBar.done();
-  // NaN or Infinity in the layer outputs or in the K = 0 scores stops the run here, in one line.
-  if (pool) assertFiniteOutputs(outputs, layer.name);
+  // NaN or Infinity in the layer outputs (computeLayerOutputs, in the workers too) or in the K = 0
+  // scores stops the run here, in one line.
   await assertFiniteScores(split, outputs, batch);
   clock("prefix", t0);
 

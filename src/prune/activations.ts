@@ -76,9 +76,8 @@ export async function computeLayerOutputs(
     }
     opts.onProgress?.(Math.min(ds.count, start + batch));
   }
-  const out = { data, count: ds.count, height, width, channels };
   if (broken > 0) throw nonFiniteError(`layer ${split.layer.name}'s outputs`, broken, ds.count);
-  return out;
+  return { data, count: ds.count, height, width, channels };
 }
 
 /** How many of the rows of `width` values in `values` hold NaN or Infinity. */
@@ -101,20 +100,6 @@ function nonFiniteError(what: string, images: number, of: number): UserError {
     `${what} are NaN or infinite for ${images} of ${of} images: check the preprocessing ` +
       `(--scale, --mean, --std; a zero std divides by zero) and the model's weights; stopping here.`,
   );
-}
-
-/**
- * Throw a one-line UserError when `out` (from `computeLayerOutputs`, or from workers) holds NaN or
- * Infinity, naming the layer and how many images.
- *
- * @example
- * ```ts
- * assertFiniteOutputs(outputs, "conv2d_12");
- * ```
- */
-export function assertFiniteOutputs(out: LayerOutputs, layerName: string): void {
-  const broken = nonFiniteRows(out.data, out.height * out.width * out.channels);
-  if (broken > 0) throw nonFiniteError(`layer ${layerName}'s outputs`, broken, out.count);
 }
 
 /**
