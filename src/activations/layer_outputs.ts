@@ -8,6 +8,7 @@ import { UserError } from "../core/errors.ts";
 import type { SplitModel } from "../model/split.ts";
 import type { Dataset, Preprocessing } from "../types.ts";
 import { imagesToTensor } from "../data/tensors.ts";
+import { pauseForSignals } from "../core/interrupt.ts";
 
 /** The layer's output for `count` images, NHWC. */
 export interface LayerOutputs {
@@ -62,16 +63,73 @@ export async function computeLayerOutputs(
   }
   const batch = Math.max(1, Math.floor(opts.batch ?? 256));
   const data = new Float32Array(ds.count * perImage);
+  let broken = 0;
   for (let start = 0; start < ds.count; start += batch) {
     const y = tf.tidy(() => split.prefix(imagesToTensor(ds, start, batch, prep)));
     try {
-      data.set(await y.data() as Float32Array, start * perImage);
+      const values = await y.data() as Float32Array;
+      await pauseForSignals();
+      data.set(values, start * perImage);
+      broken += nonFiniteRows(values, perImage);
     } finally {
       y.dispose();
     }
     opts.onProgress?.(Math.min(ds.count, start + batch));
   }
+  if (broken > 0) throw nonFiniteError(`layer ${split.layer.name}'s outputs`, broken, ds.count);
   return { data, count: ds.count, height, width, channels };
+}
+
+/** How many of the rows of `width` values in `values` hold NaN or Infinity. */
+function nonFiniteRows(values: Float32Array, width: number): number {
+  let rows = 0;
+  for (let r = 0; r * width < values.length; r++) {
+    const end = Math.min(values.length, (r + 1) * width);
+    for (let i = r * width; i < end; i++) {
+      if (!Number.isFinite(values[i])) {
+        rows++;
+        break;
+      }
+    }
+  }
+  return rows;
+}
+
+function nonFiniteError(what: string, images: number, of: number): UserError {
+  return new UserError(
+    `${what} are NaN or infinite for ${images} of ${of} images: check the preprocessing ` +
+      `(--scale, --mean, --std; a zero std divides by zero) and the model's weights; stopping here.`,
+  );
+}
+
+/**
+ * Run the suffix at K = 0 (nothing pruned) over the cached layer outputs, `batch` images at a time,
+ * and throw a one-line UserError when some image's class scores are NaN or infinite.
+ *
+ * @example
+ * ```ts
+ * await assertFiniteScores(split, outputs, 256);
+ * ```
+ */
+export async function assertFiniteScores(split: SplitModel, out: LayerOutputs, batch = 256): Promise<void> {
+  const perImage = out.height * out.width * out.channels;
+  let broken = 0;
+  for (let start = 0; start < out.count; start += batch) {
+    const n = Math.min(batch, out.count - start);
+    const bad = tf.tidy(() => {
+      const y = tf.tensor4d(
+        out.data.subarray(start * perImage, (start + n) * perImage),
+        [n, out.height, out.width, out.channels],
+      );
+      const scores = split.suffix(y);
+      return tf.logicalNot(tf.isFinite(scores)).any(1).cast("int32").sum();
+    });
+    broken += (await bad.data())[0];
+    bad.dispose();
+  }
+  if (broken > 0) {
+    throw nonFiniteError(`the class scores at K = 0 (after ${split.layer.name})`, broken, out.count);
+  }
 }
 
 /**

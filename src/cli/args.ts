@@ -29,8 +29,26 @@ export function parseFlags<O extends ParseArgsOptionsConfig>(
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
   } catch (e) {
-    throw new UserError(`${(e as Error).message}. ${hint} 'deno task ${task} --help'.`);
+    throw new UserError(`${parseErrorLine(e as Error, args)} ${hint} 'deno task ${task} --help'.`);
   }
+}
+
+/**
+ * parseArgs's message in one line. Its message for a value that starts with '-' (`--limit -5`)
+ * spans three lines; it becomes "--limit -5: a value that starts with '-' is written --limit=-5."
+ */
+function parseErrorLine(e: Error, args: string[]): string {
+  const ambiguous = e.message.match(/^Option '(-[^' ]+)[^']*' argument is ambiguous/);
+  if (ambiguous) {
+    const flag = ambiguous[1];
+    const at = args.indexOf(flag);
+    const value = at >= 0 ? args[at + 1] : undefined;
+    if (value !== undefined) {
+      return `${flag} ${value}: a value that starts with '-' is written ${flag}=${value}.`;
+    }
+  }
+  const text = e.message.split("\n").map((l) => l.trim()).filter(Boolean).join(" ");
+  return text.endsWith(".") ? text : `${text}.`;
 }
 
 /**

@@ -10,6 +10,7 @@
  */
 import { UserError } from "../core/errors.ts";
 import { parseFlags } from "../cli/args.ts";
+import { checkOutput, claimOutDir } from "../cli/out_dir.ts";
 import { setupBackend } from "../backend.ts";
 import { loadModel } from "../model/load.ts";
 import { fileSaver } from "../model/tfjs_io.ts";
@@ -54,13 +55,16 @@ export async function run(args: string[]): Promise<void> {
   if (!values.model) throw new UserError("--model FILE is required. Run 'deno task convert --help'.");
   if (!values.out) throw new UserError("--out DIR is required. Run 'deno task convert --help'.");
   const flags = preprocessingFlags(values);
-  await checkWritable(values.out);
+  // Fail before the (possibly slow) load when the output cannot be written.
+  const toH5 = values.out.toLowerCase().endsWith(".h5") || values.out.toLowerCase().endsWith(".hdf5");
+  await checkOutput(values.out, "--out", toH5 ? "file" : "folder");
+  await using _claim = toH5 ? null : await claimOutDir(values.out, "--out", "convert");
   // Conversion only copies weights; wasm is exact and avoids the CPU backend's Node.js banner.
   await setupBackend("wasm");
   const loaded = await loadModel(values.model, { config: values.config, preprocessing: flags });
   const { model } = loaded;
   const params = model.countParams().toLocaleString("en-US");
-  if (values.out.toLowerCase().endsWith(".h5") || values.out.toLowerCase().endsWith(".hdf5")) {
+  if (toH5) {
     const { writeKerasH5 } = await import("../model/keras/h5_writer.ts");
     await writeFileAtomic(values.out, await writeKerasH5(model));
     console.log(
@@ -84,17 +88,6 @@ export async function run(args: string[]): Promise<void> {
         ? `preprocessing recorded: ${describe(loaded.preprocessing)} (from ${loaded.preprocessingSource}).`
         : `preprocessing not recorded (the file does not say; commands will use --scale/--mean/--std, default x/255).`),
   );
-}
-
-/** Fail before the (possibly slow) load when the output cannot be written. */
-async function checkWritable(out: string): Promise<void> {
-  const status = await Deno.permissions.query({ name: "write", path: out });
-  if (status.state !== "granted") {
-    throw new UserError(
-      `no permission to write ${out}: 'deno task convert' may write only under out/; pick an --out there ` +
-        `or run main.ts with --allow-write for that path.`,
-    );
-  }
 }
 
 /** Preprocessing given with --scale / --mean / --std, if any. */

@@ -2,15 +2,19 @@
  * `deno task fetch-data [--dest DIR] [--url URL]`: download the official CIFAR-10 binary
  * tarball, verify its size and checksums, and extract it atomically into the cache (or DIR).
  */
-import { parseArgs } from "node:util";
+import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
+import { parseFlags } from "../cli/args.ts";
+import { checkOutput } from "../cli/out_dir.ts";
 import {
   cachedDataDir,
+  cacheDir,
   CIFAR10_SIZE,
   CIFAR10_URL,
   DATASET_NAMES,
   fetchCifar10,
   fetchDataset,
+  REMOTE_DATASETS,
 } from "../data/fetch.ts";
 
 const HELP = `usage: deno task fetch-data [--dataset NAME] [--dest DIR] [--url URL]
@@ -34,23 +38,17 @@ Other ways to supply the data to any command: --data DIR, or CIFAR10_DIR=DIR.`;
 
 /** Run the fetch-data command. */
 export async function run(args: string[]): Promise<void> {
-  let values: { dest?: string; url?: string; dataset?: string; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        dest: { type: "string" },
-        url: { type: "string" },
-        dataset: { type: "string", default: "cifar10" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    const first = (e as Error).message.split(/\n|\. /)[0].replace(/\.$/, "");
-    throw new UserError(`${first}. Run 'deno task fetch-data --help'.`);
-  }
+  const values = parseFlags(
+    args,
+    {
+      dest: { type: "string" },
+      url: { type: "string" },
+      dataset: { type: "string", default: "cifar10" },
+      help: { type: "boolean", short: "h" },
+    },
+    "fetch-data",
+    "Run",
+  );
   if (values.help) {
     console.log(HELP);
     return;
@@ -64,12 +62,19 @@ export async function run(args: string[]): Promise<void> {
       `--url is for CIFAR-10 mirrors; --dataset ${dataset} downloads from its official host.`,
     );
   }
+  // Where the data will go, checked before the download (an existing folder is the fetcher's to judge).
+  const dest = values.dest ??
+    (dataset === "cifar10" ? cachedDataDir() : join(cacheDir(), REMOTE_DATASETS[dataset].folder));
+  const isFolder = await Deno.stat(dest).then((i) => i.isDirectory, () => false);
+  if (!isFolder) await checkOutput(dest, "--dest", "folder");
   const started = performance.now();
   const dir = dataset === "cifar10"
     ? await fetchCifar10({ dest: values.dest, url: values.url })
     : await fetchDataset(dataset, { dest: values.dest });
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
-  const hint = values.dest === undefined && dataset === "cifar10"
+  const hint = dataset !== "cifar10"
+    ? `Point commands at it with --data ${dir}.`
+    : values.dest === undefined
     ? "Commands find it there by themselves."
     : `Point commands at it with --data ${dir} or CIFAR10_DIR=${dir}.`;
   console.log(`${dataset === "cifar10" ? "CIFAR-10" : dataset} is ready in ${dir} (${seconds} s). ${hint}`);

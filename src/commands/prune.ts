@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
 import { parseFlags, parsePreprocessing, positiveInt, positiveNumber } from "../cli/args.ts";
 import { openSession, Stopwatch } from "../cli/session.ts";
+import { openOutDir } from "../cli/out_dir.ts";
 import { checkCifarModel } from "../model/load.ts";
 import { fileSaver } from "../model/tfjs_io.ts";
 import { criterionByName, criterionNames } from "../rank/registry.ts";
@@ -154,6 +155,8 @@ export async function run(args: string[]): Promise<void> {
   const latencyRuns = positiveInt("latency-runs", values["latency-runs"], 5, true);
   const flags = parsePreprocessing(values);
   const out = values.out!;
+  // The output folder is checked and locked before any model or data is read.
+  await using _claim = await openOutDir(out, "--out", "prune");
 
   const clock = new Stopwatch();
   const session = await openSession(values, flags);

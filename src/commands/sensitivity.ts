@@ -11,6 +11,8 @@ import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
 import { parseFlags, parsePreprocessing, positiveInt } from "../cli/args.ts";
 import { openSession, Stopwatch } from "../cli/session.ts";
+import { openOutDir } from "../cli/out_dir.ts";
+import { chanceLevelWarning } from "../sweep/summary.ts";
 import { chooseLayers, scanLayers } from "../sensitivity/run.ts";
 import type { LayerRef } from "../model/layers.ts";
 import { criterionByName, criterionNames } from "../rank/registry.ts";
@@ -142,6 +144,8 @@ export async function run(args: string[]): Promise<void> {
   const step = values.step === undefined ? undefined : positiveInt("step", values.step, 1);
   const criterion = criterionByName(values.criterion!);
   const flags = parsePreprocessing(values);
+  // The output folder is checked and locked before any model or data is read.
+  await using _claim = await openOutDir(values.out!, "--out", "sensitivity");
 
   const session = await openSession(values, flags);
   const { backend, modelPath, loaded, prep } = session;
@@ -191,6 +195,8 @@ export async function run(args: string[]): Promise<void> {
 
   const out = values.out!;
   const baseline = results[0].points.find((p) => p.k === 0)?.top1 ?? NaN;
+  const chance = chanceLevelWarning(baseline, test.count);
+  if (chance) console.error(chance);
   const distiller = distillerTable(results);
   await writeCsv(join(out, "sensitivity.csv"), distiller.header, distiller.rows);
   const nni = nniTable(results, fractions);

@@ -10,9 +10,11 @@ import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
 import { parseFlags, parsePreprocessing, positiveInt } from "../cli/args.ts";
 import { openSession, Stopwatch } from "../cli/session.ts";
+import { openOutDir } from "../cli/out_dir.ts";
 import { pickLayer } from "../model/layers.ts";
 import { splitModelAsync } from "../model/split.ts";
-import { averageMaps } from "../activations/layer_outputs.ts";
+import { assertFiniteScores, averageMaps } from "../activations/layer_outputs.ts";
+import { chanceLevelWarning } from "../sweep/summary.ts";
 import { channelStats, deadChannels } from "../rank/activation.ts";
 import { computeRankings, criterionNames, parseCriteria } from "../rank/registry.ts";
 import { outputKind } from "../model/class_scores.ts";
@@ -131,6 +133,8 @@ export async function run(args: string[]): Promise<void> {
     throw new UserError("--naive, --algebra and --dense-kernel are three engines: pass one of them.");
   }
 
+  // The output folder is checked and locked before any model or data is read.
+  await using _claim = await openOutDir(values.out!, "--out", "sweep");
   const session = await openSession(values, flags);
   const { backend, modelPath, loaded, prep } = session;
   const layer = pickLayer(loaded.model, values.layer);
@@ -166,6 +170,9 @@ export async function run(args: string[]): Promise<void> {
   const prefixBar = new Progress({ label: "layer outputs", total: test.count, unit: "img" });
   const outputs = await sweeper.layerOutputs({ batch, onProgress: (n) => prefixBar.set(n) });
   prefixBar.done();
+  // NaN or Infinity in the layer outputs (computeLayerOutputs, in the workers too) or in the K = 0
+  // scores stops the run here, in one line.
+  await assertFiniteScores(split, outputs, batch);
   clock.lap("prefix");
 
   const maps = averageMaps(outputs);
@@ -210,6 +217,8 @@ export async function run(args: string[]): Promise<void> {
   clock.lap("sweep");
 
   const baseline = results.find((r) => r.k === 0)?.accuracy ?? NaN;
+  const chance = chanceLevelWarning(baseline, test.count);
+  if (chance) console.error(chance);
   const result: SweepResult = {
     model: modelPath,
     layer: layer.name,

@@ -8,6 +8,7 @@ import * as tf from "@tensorflow/tfjs";
 import { type BackendName, setupBackend } from "../backend.ts";
 import { UserError } from "../core/errors.ts";
 import { parseFlags, positiveInt, positiveNumber } from "../cli/args.ts";
+import { openOutDir } from "../cli/out_dir.ts";
 import { CLASS_NAMES, loadTestSet, loadTrainSet } from "../data/cifar10.ts";
 import { resolveDataDir } from "../data/fetch.ts";
 import { fileSaver } from "../model/tfjs_io.ts";
@@ -111,6 +112,8 @@ export async function run(args: string[]): Promise<void> {
   }
   const limit = positiveInt("limit", values.limit, Infinity);
   const out = values.out!;
+  // The output folder is checked and locked before any data is read.
+  await using _claim = await openOutDir(out, "--out", "train");
   const backend = await setupBackend(values.backend as BackendName);
   const dataDir = await resolveDataDir({ data: values.data, fetch: true });
   const data = await loadTrainSet(dataDir, limit);

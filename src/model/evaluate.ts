@@ -6,6 +6,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Dataset, Preprocessing } from "../types.ts";
 import { imagesToTensor } from "../data/tensors.ts";
+import { pauseForSignals } from "../core/interrupt.ts";
 
 /**
  * Correct predictions per block: `scores` holds `blocks` blocks of n rows (blocks*n x classes),
@@ -52,6 +53,7 @@ export async function evaluate(
     });
     try {
       correct += (await counts.data())[0];
+      await pauseForSignals();
     } finally {
       counts.dispose();
     }

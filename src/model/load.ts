@@ -51,7 +51,13 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     raw = await loadTfjs(path);
     format = "tfjs";
   }
-  checkCifarModel(raw.model, path);
+  try {
+    checkCifarModel(raw.model, path);
+    checkFiniteWeights(raw.model, path);
+  } catch (e) {
+    raw.model.dispose();
+    throw e;
+  }
   const fromMeta = preprocessingFromMetadata(raw.metadata);
   const fromFlags = opts.preprocessing && Object.keys(opts.preprocessing).length > 0;
   const preprocessing = fromMeta ?? { ...DEFAULT_PREPROCESSING, ...(opts.preprocessing ?? {}) };
@@ -102,6 +108,36 @@ export function checkCifarModel(model: tf.LayersModel, path: string): void {
         JSON.stringify(outShape)
       }, not 10 classes: it is not a CIFAR-10 classifier.`,
     );
+  }
+}
+
+/**
+ * Throw a UserError naming the first layer and tensor whose weights hold NaN or Infinity: such a
+ * model computes garbage (often a constant class, i.e. chance-level accuracy) without failing.
+ *
+ * @example
+ * ```ts
+ * checkFiniteWeights(model, "m.json"); // throws e.g. "m.json: layer conv2d, tensor conv2d/kernel: 3 of 864 values are NaN ..."
+ * ```
+ */
+export function checkFiniteWeights(model: tf.LayersModel, path: string): void {
+  for (const layer of model.layers) {
+    for (const w of layer.weights) {
+      const values = w.read().dataSync();
+      let nan = 0, inf = 0;
+      for (let i = 0; i < values.length; i++) {
+        const v = values[i];
+        if (v !== v) nan++;
+        else if (v === Infinity || v === -Infinity) inf++;
+      }
+      if (nan + inf > 0) {
+        const what = [nan ? `${nan} NaN` : "", inf ? `${inf} infinite` : ""].filter(Boolean).join(" and ");
+        throw new UserError(
+          `${path}: layer ${layer.name}, tensor ${w.originalName ?? w.name}: ${what} of ${values.length} ` +
+            `values; the weights are broken (a diverged training run or a damaged file): retrain or re-export it.`,
+        );
+      }
+    }
   }
 }
 

@@ -13,6 +13,7 @@ import { countCorrect } from "../model/evaluate.ts";
 import { maskChannelsStacked } from "../sweep/mask.ts";
 import { planBatching } from "../sweep/engines/masked.ts";
 import { countTop5, crossEntropyPerImage, type OutputKind } from "../model/class_scores.ts";
+import { pauseForSignals } from "../core/interrupt.ts";
 
 /** What one mask scored over some images. */
 export interface MaskTally {
@@ -101,6 +102,7 @@ export async function tallyMasks(
       });
       try {
         const [h1, h5, l] = await Promise.all([top1.data(), top5.data(), losses.data()]);
+        await pauseForSignals();
         for (let j = 0; j < mg; j++) {
           const t = tallies[g + j];
           t.top1 += h1[j];

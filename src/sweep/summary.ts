@@ -25,3 +25,23 @@ export function largestKWithin(results: SweepPoint[], points: number): number {
 
 /** The tolerance bands the summary reports, in percentage points. */
 export const SUMMARY_BANDS = [1, 2, 5];
+
+/**
+ * A warning line when `accuracy` on `images` images is no better than guessing among `classes`
+ * (within three standard errors of 1/classes, and at least 2 points): such a baseline usually
+ * means the model is not being fed what it was trained on. Null when the accuracy is fine.
+ *
+ * @example
+ * ```ts
+ * chanceLevelWarning(0.101, 10000); // "warning: the baseline accuracy (K = 0) is 10.10% ..."
+ * chanceLevelWarning(0.81, 10000); // null
+ * ```
+ */
+export function chanceLevelWarning(accuracy: number, images: number, classes = 10): string | null {
+  const chance = 1 / classes;
+  const margin = Math.max(0.02, 3 * Math.sqrt(chance * (1 - chance) / Math.max(1, images)));
+  if (!(accuracy <= chance + margin)) return null;
+  return `warning: the baseline accuracy (K = 0) is ${(accuracy * 100).toFixed(2)}% on ${images} images, ` +
+    `chance level for ${classes} classes, so the chart says nothing about pruning. Likely causes: wrong ` +
+    `preprocessing (--scale, --mean, --std), a different class order than CIFAR-10's, or an untrained model.`;
+}

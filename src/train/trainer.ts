@@ -17,6 +17,7 @@ import { mulberry32, permutation } from "../core/random.ts";
 import { oneCycle } from "./schedule.ts";
 import { UserError } from "../core/errors.ts";
 import { NesterovSgd } from "./sgd.ts";
+import { pauseForSignals } from "../core/interrupt.ts";
 
 /** Everything that determines a training run. */
 export interface TrainRecipe {
@@ -149,7 +150,9 @@ export function channelStats(ds: Dataset): Preprocessing {
  */
 export async function readScalars(tensors: tf.Tensor[]): Promise<number[]> {
   try {
-    return (await Promise.all(tensors.map((t) => t.data()))).map((v) => v[0]);
+    const values = await Promise.all(tensors.map((t) => t.data()));
+    await pauseForSignals();
+    return values.map((v) => v[0]);
   } finally {
     tf.dispose(tensors);
   }

@@ -94,6 +94,10 @@ export interface FloatArray {
  * ```
  */
 export class Hdf5File {
+  /** Float values `readFloat` may still return (see `limitValues`); Infinity = no limit. */
+  private valuesLeft = Infinity;
+  private valuesCap = { values: Infinity, what: "" };
+
   private constructor(
     private readonly lib: H5wasm,
     // deno-lint-ignore no-explicit-any
@@ -101,6 +105,8 @@ export class Hdf5File {
     private readonly fsPath: string,
     /** The name used in error messages. */
     readonly label: string,
+    /** The size of the whole file in bytes. */
+    readonly fileBytes: number,
   ) {}
 
   /** Open `bytes` (a whole HDF5 file); `label` names it in errors. Close it when done. */
@@ -122,7 +128,7 @@ export class Hdf5File {
         if (typeof f.file_id === "bigint" && f.file_id < 0n) throw new Error("open failed");
         return f;
       });
-      return new Hdf5File(lib, file, fsPath, label);
+      return new Hdf5File(lib, file, fsPath, label, bytes.length);
     } catch (e) {
       FS.unlink(fsPath);
       throw e;
@@ -173,7 +179,20 @@ export class Hdf5File {
     return guarded(this.label, `cannot read attribute ${name} of ${path}`, () => e.attrs[name].value);
   }
 
-  /** Read a floating-point dataset as float32. */
+  /**
+   * From now on, refuse to read more than `values` float values in all through `readFloat`;
+   * `what` says where the bound comes from, for the message (e.g. "the 15M weights of the config").
+   */
+  limitValues(values: number, what: string): void {
+    this.valuesCap = { values, what };
+    this.valuesLeft = values;
+  }
+
+  /**
+   * Read a floating-point dataset as float32. Its size is checked before it is read: an
+   * uncompressed dataset cannot hold more bytes than the whole file, and no dataset may take the
+   * values read past `limitValues`.
+   */
   readFloat(path: string): FloatArray {
     const e = this.entity(path);
     if (!(e instanceof this.lib.Dataset)) {
@@ -185,6 +204,25 @@ export class Hdf5File {
         throw new UserError(`${this.label}: dataset ${path} is not floating point, so it is not a weight.`);
       }
       const shape = (e.shape ?? []) as number[];
+      const { total_size: values, size, chunks } = e.metadata as {
+        total_size: number;
+        size: number;
+        chunks: number[] | null;
+      };
+      const stored = values * size;
+      if (!chunks && stored > this.fileBytes) {
+        throw new UserError(
+          `${this.label}: dataset ${path} claims shape [${shape}] (${stored} bytes), more than the whole ` +
+            `file (${this.fileBytes} bytes): the file is damaged; refusing to read it.`,
+        );
+      }
+      if (values > this.valuesLeft) {
+        throw new UserError(
+          `${this.label}: dataset ${path} holds ${values} values (shape [${shape}]), more than ` +
+            `${this.valuesCap.what} leave room for (${this.valuesCap.values} in all); refusing to read it.`,
+        );
+      }
+      this.valuesLeft -= values;
       const value = e.value;
       const data = value instanceof Float32Array
         ? value

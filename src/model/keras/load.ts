@@ -40,63 +40,85 @@ export interface KerasLoadOptions {
  */
 export async function loadKeras(path: string, opts: KerasLoadOptions = {}): Promise<RawModel> {
   const bytes = await readBytes(path, "model file");
-  let translated: TranslatedModel;
-  let source: WeightSource;
-  if (isZip(bytes)) {
-    if (opts.config) {
-      throw new UserError(`${path} is a .keras archive with its own config.json; drop --config.`);
-    }
-    const archive = readKerasArchive(bytes, path);
-    const version = archive.metadata.keras_version;
-    translated = translateModelConfig(archive.config, {
-      label: `${path} (config.json)`,
-      kerasVersion: typeof version === "string" ? version : undefined,
-    });
-    const file = await Hdf5File.open(archive.weights, `${path} (model.weights.h5)`);
-    try {
-      source = readKerasV3Weights(file, translated);
-    } finally {
-      file.close();
-    }
-  } else if (isHdf5(bytes)) {
-    const file = await Hdf5File.open(bytes, path);
-    try {
-      const version = file.attr("/", "keras_version");
-      const kerasVersion = typeof version === "string" ? version : undefined;
-      const embedded = file.attr("/", "model_config");
-      let config: unknown;
-      let label: string;
-      if (opts.config) {
-        if (embedded !== undefined) {
-          throw new UserError(`${path} is a full Keras model with its own model_config; drop --config.`);
-        }
-        config = parseJson(await readText(opts.config, "--config file"), opts.config);
-        label = opts.config;
-      } else if (embedded !== undefined) {
-        config = parseJson(attrText(embedded, path), `${path} (model_config attribute)`);
-        label = path;
-      } else {
-        throw new UserError(noConfigMessage(file, path));
-      }
-      translated = translateModelConfig(config, { label, kerasVersion });
-      source = weightSourceOf(file, translated);
-    } finally {
-      file.close();
-    }
-  } else {
-    throw new UserError(
-      `${path} is neither HDF5 nor a zip archive: expected a Keras .h5 or .keras model` +
-        `${bytes.length === 0 ? " (the file is empty)" : ""}.`,
-    );
-  }
-  const model = await buildModel(translated, path);
+  let model: tf.LayersModel | undefined;
   try {
+    let source: WeightSource;
+    if (isZip(bytes)) {
+      if (opts.config) {
+        throw new UserError(`${path} is a .keras archive with its own config.json; drop --config.`);
+      }
+      const archive = readKerasArchive(bytes, path);
+      const version = archive.metadata.keras_version;
+      const translated = translateModelConfig(archive.config, {
+        label: `${path} (config.json)`,
+        kerasVersion: typeof version === "string" ? version : undefined,
+      });
+      // The model is built first, so the weights are inflated and read only up to what it can hold.
+      model = await buildModel(translated, path);
+      const params = model.countParams();
+      const file = await Hdf5File.open(archive.weights(weightsByteCap(params)), `${path} (model.weights.h5)`);
+      try {
+        file.limitValues(weightsValueCap(params), `the ${params} weights of the model's config`);
+        source = readKerasV3Weights(file, translated);
+      } finally {
+        file.close();
+      }
+    } else if (isHdf5(bytes)) {
+      const file = await Hdf5File.open(bytes, path);
+      try {
+        const version = file.attr("/", "keras_version");
+        const kerasVersion = typeof version === "string" ? version : undefined;
+        const embedded = file.attr("/", "model_config");
+        let config: unknown;
+        let label: string;
+        if (opts.config) {
+          if (embedded !== undefined) {
+            throw new UserError(`${path} is a full Keras model with its own model_config; drop --config.`);
+          }
+          config = parseJson(await readText(opts.config, "--config file"), opts.config);
+          label = opts.config;
+        } else if (embedded !== undefined) {
+          config = parseJson(attrText(embedded, path), `${path} (model_config attribute)`);
+          label = path;
+        } else {
+          throw new UserError(noConfigMessage(file, path));
+        }
+        const translated = translateModelConfig(config, { label, kerasVersion });
+        model = await buildModel(translated, path);
+        const params = model.countParams();
+        file.limitValues(weightsValueCap(params), `the ${params} weights of the model's config`);
+        source = weightSourceOf(file, translated);
+      } finally {
+        file.close();
+      }
+    } else {
+      throw new UserError(
+        `${path} is neither HDF5 nor a zip archive: expected a Keras .h5 or .keras model` +
+          `${bytes.length === 0 ? " (the file is empty)" : ""}.`,
+      );
+    }
     assignWeights(model, source, path);
+    return { model, metadata: preprocessingMetadata(model) };
   } catch (e) {
-    model.dispose();
+    model?.dispose();
     throw e;
   }
-  return { model, metadata: preprocessingMetadata(model) };
+}
+
+/**
+ * The most float values a Keras file's weight datasets may hold for a model of `params` weights:
+ * the weights themselves, twice over (a legacy file may keep a layer the config drops), plus 64 Ki.
+ */
+export function weightsValueCap(params: number): number {
+  return 2 * params + 2 ** 16;
+}
+
+/**
+ * The most bytes `model.weights.h5` may inflate to for a model of `params` weights: float64 values
+ * with an optimizer's two slots (Adam) each, plus 64 MiB of HDF5 structure.
+ */
+export function weightsByteCap(params: number): number {
+  return 24 * params + 64 * 2 ** 20;
 }
 
 /** Where the weights of an opened HDF5 file live. */

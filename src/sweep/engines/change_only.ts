@@ -20,6 +20,7 @@ import type { Ranking, SweepPoint } from "../../types.ts";
 import type { LayerOutputs } from "../../activations/layer_outputs.ts";
 import type { RowSource } from "../rows.ts";
 import { DEFAULT_MEMORY_BUDGET, rankPositions, resolveKValues, sweepPoint } from "../kvalues.ts";
+import { pauseForSignals } from "../../core/interrupt.ts";
 
 /** Options of `sweepIncremental`. */
 export interface IncrementalSweepOptions {
@@ -259,6 +260,7 @@ export async function sweepIncremental(
   for (start = 0; start < count; start += imageBatch) {
     const n = Math.min(imageBatch, count - start);
     await source.begin(out, start, n);
+    await pauseForSignals();
     current = new Uint8Array(n);
     for (let j = 0; j < ks.length; j++) {
       changed.fill(j === 0 ? 1 : 0);

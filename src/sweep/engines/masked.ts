@@ -18,6 +18,7 @@ import type { LayerOutputs } from "../../activations/layer_outputs.ts";
 import { defaultMasking, maskChannelsStacked, type MaskingSite, maskStackInto } from "../mask.ts";
 import { countCorrect } from "../../model/evaluate.ts";
 import { DEFAULT_MEMORY_BUDGET, rankPositions, resolveKValues, sweepPoint } from "../kvalues.ts";
+import { pauseForSignals } from "../../core/interrupt.ts";
 
 /** Options of `sweepFast`. */
 export interface FastSweepOptions {
@@ -166,6 +167,7 @@ export async function sweepFast(
       });
       try {
         const values = await counts.data();
+        await pauseForSignals();
         for (let j = 0; j < m; j++) correct[j] += values[j];
       } finally {
         counts.dispose();
