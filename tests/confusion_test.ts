@@ -1,7 +1,8 @@
 /**
  * Confusion matrices by the naive method: the K = 0 matrix counts every test image once and
  * its diagonal is the sweep's K = 0 correct count; at other K the diagonal is the fast sweep's
- * count too; the layer's weights come back; and the counting itself on a hand-made case.
+ * count too; the layer's weights come back; the matrices from the cached layer outputs equal
+ * them cell for cell; and the counting itself on a hand-made case.
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
@@ -14,7 +15,12 @@ import { splitModel } from "../src/model/split.ts";
 import { computeLayerOutputs } from "../src/prune/activations.ts";
 import { rankByMean } from "../src/prune/criteria.ts";
 import { sweepFast } from "../src/prune/sweep.ts";
-import { confusionAtK, confusionMatrix, withChannelsZeroed } from "../src/prune/confusion.ts";
+import {
+  confusionAtK,
+  confusionFromOutputs,
+  confusionMatrix,
+  withChannelsZeroed,
+} from "../src/prune/confusion.ts";
 import { largestKWithin } from "../src/prune/summary.ts";
 import { confusionTable } from "../src/report/confusion_tables.ts";
 
@@ -72,6 +78,10 @@ for (const name of ["tiny-bn", "tiny-nobn", "tiny-func"]) {
     }
     // Pruning every channel changes the predictions, so the agreement above is not trivial.
     assert.notEqual(correct.at(-1), correct[0], correct.join(" "));
+    // From the cached outputs (masked, suffix only): the same matrices, cell for cell.
+    const fromOutputs = await confusionFromOutputs(split, out, ds.labels, ranking, ks, CLASS_NAMES, 64);
+    assert.equal(tf.memory().numTensors, before, "confusionFromOutputs leaked tensors");
+    assert.deepEqual(fromOutputs, matrices);
   });
 }
 

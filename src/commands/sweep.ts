@@ -35,6 +35,14 @@ import { writeFileAtomic } from "../report/atomic.ts";
 import { accuracyChart } from "../viz/charts.ts";
 import { featureMapGridPng, featureMapPng } from "../viz/featuremaps.ts";
 import { formatSeconds, Progress } from "../ui/progress.ts";
+import { version as tfVersions } from "@tensorflow/tfjs";
+import { confusionAtK, confusionFromOutputs } from "../prune/confusion.ts";
+import { confusionTable } from "../report/confusion_tables.ts";
+import { writeReport } from "../report/html.ts";
+import { modelHashes, runtimeVersions } from "../report/run_record.ts";
+import { bandKs, sweepReport } from "../report/sweep_report.ts";
+import { confusionChart } from "../viz/class_charts.ts";
+import { featureMapTiles } from "../viz/featuremap_tiles.ts";
 
 /** The model `sweep` uses when no --model is given: the one `deno task train` made for this repo. */
 export const DEFAULT_MODEL = fileURLToPath(
@@ -75,7 +83,8 @@ Options:
   -h, --help         this text
 
 Writes to --out: featuremaps.png, featuremap_0.png, featuremaps.json, ranking.csv, sweep.csv,
-sweep.json, accuracy.svg, accuracy.png; and per criterion sweep_<criterion>.csv. With several criteria
+sweep.json, accuracy.svg, accuracy.png, confusion_k0.csv and confusion_k<K>.csv (K: the largest K
+within 1 point; + .json, .svg, .png), report.html; and per criterion sweep_<criterion>.csv. With several criteria
 sweep.csv holds k and one accuracy column per criterion (several seeds: _mean, _min, _max columns),
 ranking.csv the first criterion's ranking and ranking_<criterion>.csv the others'.`;
 
@@ -124,6 +133,7 @@ export async function run(args: string[]): Promise<void> {
     console.log(HELP);
     return;
   }
+  const started = new Date().toISOString();
   const timings: Record<string, number> = {};
   const clock = (name: string, t0: number) => (timings[name] = (performance.now() - t0) / 1000);
   const batch = positiveInt("batch", values.batch, 256);
@@ -308,18 +318,85 @@ export async function run(args: string[]): Promise<void> {
     comparison: summaries,
     verdicts,
   });
-  await writeChart(
-    join(out, "accuracy"),
-    accuracyChart(
-      runs.length === 1 ? [{ criterion: criteria[0].label, points: results }] : comparisonSeries(summaries),
-      {
-        title: `${layer.name}: test accuracy vs channels pruned (${test.count} images)`,
-        baseline,
-        channels: layer.channels,
-      },
-    ),
+  const accuracySpec = accuracyChart(
+    runs.length === 1 ? [{ criterion: criteria[0].label, points: results }] : comparisonSeries(summaries),
+    {
+      title: `${layer.name}: test accuracy vs channels pruned (${test.count} images)`,
+      baseline,
+      channels: layer.channels,
+    },
   );
-  printSummary(result, out, criteriaSummary(summaries, verdicts, dead, layer.channels));
+  await writeChart(join(out, "accuracy"), accuracySpec);
+  const summary = summaryLines(result, out, criteriaSummary(summaries, verdicts, dead, layer.channels));
+  console.log(summary.join("\n"));
+
+  // The confusion matrices at K = 0 and the 1-point K: from the cached outputs (masked, suffix
+  // only), or with --naive by zeroing the weights and running the whole model (the same counts,
+  // tested in confusion_test.ts); then report.html.
+  t0 = performance.now();
+  const confusionKs = [...new Set([0, bandKs(result)[0].k])];
+  const confusion = values.naive
+    ? await confusionAtK(
+      loaded.model,
+      layer,
+      test,
+      prep,
+      runs[0].ranking,
+      confusionKs,
+      loaded.classNames,
+      batch,
+    )
+    : await confusionFromOutputs(
+      split,
+      outputs,
+      test.labels,
+      runs[0].ranking,
+      confusionKs,
+      loaded.classNames,
+      batch,
+    );
+  for (const m of confusion) {
+    const t = confusionTable(m);
+    await writeCsv(join(out, `confusion_k${m.k}.csv`), t.header, t.rows);
+    await writeJson(join(out, `confusion_k${m.k}.json`), {
+      layer: layer.name,
+      criterion: criteria[0].name,
+      ...m,
+    });
+    await writeChart(
+      join(out, `confusion_k${m.k}`),
+      confusionChart(m, { title: `${layer.name}, K = ${m.k}` }),
+    );
+  }
+  clock("confusion", t0);
+  const q = (a: string) => /^[\w./:=,@+-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`;
+  const hashes = await modelHashes(modelPath);
+  await writeReport(
+    join(out, "report.html"),
+    sweepReport({
+      result,
+      summary,
+      accuracySpec,
+      ranked: runs[0],
+      scoreName: criteria[0].scoreName,
+      rankingTable: rankingTable([runs[0]], criteria[0].scoreName),
+      tiles: featureMapTiles(maps, h, w, c),
+      confusion,
+      run: {
+        command: ["prunescope", "sweep", ...args].map(q).join(" "),
+        started,
+        model: { path: modelPath, format: loaded.format, ...hashes },
+        data: { path: dataDir, images: test.count },
+        layer: layer.name,
+        backend,
+        engine,
+        workers,
+        timings,
+        versions: runtimeVersions(tfVersions as Record<string, string>),
+      },
+    }),
+  );
+  console.log(`report: ${join(out, "report.html")} (confusion matrices ${formatSeconds(timings.confusion)})`);
 }
 
 /** Summary lines about the criteria and the dead channels. */
@@ -345,7 +422,7 @@ function criteriaSummary(
   return lines;
 }
 
-function printSummary(r: SweepResult, out: string, extra: string[] = []): void {
+function summaryLines(r: SweepResult, out: string, extra: string[] = []): string[] {
   const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
   const lines = [
     `baseline accuracy (K = 0): ${pct(r.baselineAccuracy)} on ${r.samples} images`,
@@ -360,5 +437,5 @@ function printSummary(r: SweepResult, out: string, extra: string[] = []): void {
     `timings: ${Object.entries(r.timings).map(([k, v]) => `${k} ${formatSeconds(v)}`).join(", ")}`,
     `outputs in ${out}/`,
   ];
-  console.log(lines.join("\n"));
+  return lines;
 }

@@ -153,6 +153,26 @@ export function accuracyChart(
       color: colour,
     },
   });
+  // Invisible points carrying the tooltips (report.html; nothing shows in the SVG and PNG).
+  layer.push({
+    data: { values: lines },
+    mark: { type: "point", opacity: 0, filled: true, size: 60 },
+    encoding: {
+      x,
+      y: {
+        field: "accuracy",
+        type: "quantitative",
+        title: "test accuracy",
+        scale: yScale,
+        axis: { format: ".0%" },
+      },
+      tooltip: [
+        { field: "criterion" },
+        { field: "k", type: "quantitative", title: "K" },
+        { field: "accuracy", type: "quantitative", format: ".2%" },
+      ],
+    },
+  });
   layer.push(
     ...labelledRule(opts.baseline, `baseline ${percentLabel(opts.baseline)}`, undefined, {
       colour: RULE_COLOUR,

@@ -34,7 +34,7 @@ export function confusionChart(m: ConfusionData, opts: { title: string }): Chart
       share: sum > 0 ? count / sum : 0,
     }));
   });
-  const side = Math.max(200, 36 * m.classes.length);
+  const side = Math.max(200, 32 * m.classes.length);
   const axis = (title: string) => ({
     field: title,
     type: "nominal",
