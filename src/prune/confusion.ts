@@ -1,18 +1,18 @@
 /**
- * Confusion matrices at chosen K, two ways. `confusionAtK` is the lab's literal method: the K
- * first channels of a ranking get their kernel slices and bias entries zeroed in the layer's own
- * weights (as `sweepNaive` does), the whole model predicts every image, and the weights are put
- * back; slow (one full pass over the data per K) and independent of the fast engines.
- * `confusionFromOutputs` masks the cached layer outputs (mask.ts, as the exact engine does) and
- * runs only the suffix: the same predictions (tested cell for cell), for a fraction of the time.
+ * Confusion matrices at chosen K, two ways. `confusionAtK` is the lab's literal method: a copy
+ * of the model with the K first channels of a ranking zeroed (kernel slices and bias entries,
+ * surgery.ts's `zeroChannels`) predicts every image; slow (the whole model per K) and
+ * independent of the fast engines. `confusionFromOutputs` masks the cached layer outputs and
+ * runs only the suffix (measure.ts's `maskedClasses`, the exact engine's computation): the same
+ * predictions, tested cell for cell, for a fraction of the time.
  */
-import * as tf from "@tensorflow/tfjs";
+import type * as tf from "@tensorflow/tfjs";
 import type { LayerRef } from "../model/layers.ts";
 import type { SplitModel } from "../model/split.ts";
-import type { LayerOutputs } from "./activations.ts";
-import { maskChannels } from "./mask.ts";
 import type { Dataset, Preprocessing, Ranking } from "../types.ts";
-import { imagesToTensor } from "../data/tensors.ts";
+import type { LayerOutputs } from "./activations.ts";
+import { maskedClasses, predictClasses } from "./measure.ts";
+import { zeroChannels } from "./surgery.ts";
 
 /** A confusion matrix: `counts[t][p]` images of true class t predicted as class p. */
 export interface ConfusionMatrix {
@@ -62,88 +62,6 @@ export function confusionMatrix(
 }
 
 /**
- * The top class `model` predicts for every image of `ds` (argmax of its scores), in order.
- *
- * @example
- * ```ts
- * const predicted = await predictClasses(model, test, prep); // Int32Array(test.count)
- * ```
- */
-export async function predictClasses(
-  model: tf.LayersModel,
-  ds: Dataset,
-  prep: Preprocessing,
-  batch = 256,
-): Promise<Int32Array> {
-  const size = Math.max(1, Math.floor(batch));
-  const predicted = new Int32Array(ds.count);
-  for (let start = 0; start < ds.count; start += size) {
-    const n = Math.min(size, ds.count - start);
-    const top = tf.tidy(() => {
-      const scores = model.predict(imagesToTensor(ds, start, n, prep), { batchSize: n }) as tf.Tensor2D;
-      return tf.argMax(scores, 1);
-    });
-    try {
-      predicted.set(await top.data() as Int32Array, start);
-    } finally {
-      top.dispose();
-    }
-  }
-  return predicted;
-}
-
-/**
- * Run `fn` with `channels` of `layer` zeroed (every kernel entry of output channel c, and
- * bias[c]) in `model`'s own weights, then restore the original weights, also when `fn` throws.
- *
- * @example
- * ```ts
- * const predicted = await withChannelsZeroed(model, layer, [3, 7], () => predictClasses(model, test, prep));
- * ```
- */
-export async function withChannelsZeroed<T>(
-  model: tf.LayersModel,
-  layer: LayerRef,
-  channels: number[],
-  fn: () => Promise<T>,
-): Promise<T> {
-  const conv = model.getLayer(layer.name);
-  const c = layer.channels;
-  const live = conv.getWeights();
-  const shapes = live.map((t) => t.shape);
-  // getWeights() returns the live variables: copy their values (read asynchronously for WebGPU).
-  const originals = (await Promise.all(live.map((t) => t.data() as Promise<Float32Array>))).map((v) =>
-    v.slice()
-  );
-  const kernelAt = shapes.findIndex((s) => s.length === 4 && s[3] === c);
-  const biasAt = shapes.findIndex((s) => s.length === 1 && s[0] === c);
-  if (kernelAt < 0) throw new Error(`layer ${layer.name} has no 4-D kernel with ${c} output channels`);
-  const working = originals.map((v) => v.slice());
-  for (const ch of channels) {
-    if (!(Number.isInteger(ch) && ch >= 0 && ch < c)) {
-      throw new RangeError(`channel ${ch} is not in 0..${c - 1}`);
-    }
-    const kernel = working[kernelAt];
-    for (let i = ch; i < kernel.length; i += c) kernel[i] = 0;
-    if (biasAt >= 0) working[biasAt][ch] = 0;
-  }
-  const set = (values: Float32Array[]) => {
-    const tensors = values.map((v, i) => tf.tensor(v, shapes[i], "float32"));
-    try {
-      conv.setWeights(tensors);
-    } finally {
-      tensors.forEach((t) => t.dispose());
-    }
-  };
-  set(working);
-  try {
-    return await fn();
-  } finally {
-    set(originals);
-  }
-}
-
-/**
  * The confusion matrix of `model` on `ds` with the K first channels of `ranking` pruned, for
  * each K of `ks`, by zeroing weights and predicting every image (the naive method).
  *
@@ -165,23 +83,27 @@ export async function confusionAtK(
 ): Promise<ConfusionMatrix[]> {
   const matrices: ConfusionMatrix[] = [];
   for (const k of ks) {
-    if (!(Number.isInteger(k) && k >= 0 && k <= ranking.order.length)) {
-      throw new RangeError(`K = ${k} is not in 0..${ranking.order.length}`);
+    checkK(k, ranking);
+    const masked = await zeroChannels(model, [{ layer: layer.name, channels: ranking.order.slice(0, k) }]);
+    try {
+      const predicted = await predictClasses(masked, ds, prep, { batch });
+      matrices.push(confusionMatrix(k, classes, ds.labels.subarray(0, ds.count), predicted));
+    } finally {
+      masked.dispose();
     }
-    const predicted = await withChannelsZeroed(
-      model,
-      layer,
-      ranking.order.slice(0, k),
-      () => predictClasses(model, ds, prep, batch),
-    );
-    matrices.push(confusionMatrix(k, classes, ds.labels.subarray(0, ds.count), predicted));
   }
   return matrices;
 }
 
+function checkK(k: number, ranking: Ranking): void {
+  if (!(Number.isInteger(k) && k >= 0 && k <= ranking.order.length)) {
+    throw new RangeError(`K = ${k} is not in 0..${ranking.order.length}`);
+  }
+}
+
 /**
  * The same matrices as {@link confusionAtK}, from the layer's cached outputs: for each K the
- * K first channels of `ranking` are set to `split.activationOfZero` (`maskChannels`) and the
+ * K first channels of `ranking` are set to `split.activationOfZero` (`maskedClasses`) and the
  * suffix predicts every image. `labels[i]` is the class of image i of `out`.
  *
  * @example
@@ -198,36 +120,12 @@ export async function confusionFromOutputs(
   classes: string[],
   batch = 256,
 ): Promise<ConfusionMatrix[]> {
-  const { count, height, width, channels } = out;
-  if (labels.length < count) throw new Error(`${labels.length} labels for ${count} images`);
-  const perImage = height * width * channels;
-  const size = Math.max(1, Math.floor(batch));
+  if (labels.length < out.count) throw new Error(`${labels.length} labels for ${out.count} images`);
   const matrices: ConfusionMatrix[] = [];
   for (const k of ks) {
-    if (!(Number.isInteger(k) && k >= 0 && k <= ranking.order.length)) {
-      throw new RangeError(`K = ${k} is not in 0..${ranking.order.length}`);
-    }
-    const pruned = new Uint8Array(channels);
-    for (const c of ranking.order.slice(0, k)) pruned[c] = 1;
-    const predicted = new Int32Array(count);
-    for (let start = 0; start < count; start += size) {
-      const n = Math.min(size, count - start);
-      const top = tf.tidy(() => {
-        const y = tf.tensor4d(out.data.subarray(start * perImage, (start + n) * perImage), [
-          n,
-          height,
-          width,
-          channels,
-        ]);
-        return tf.argMax(split.suffix(maskChannels(y, pruned, split.activationOfZero)), 1);
-      });
-      try {
-        predicted.set(await top.data() as Int32Array, start);
-      } finally {
-        top.dispose();
-      }
-    }
-    matrices.push(confusionMatrix(k, classes, labels.subarray(0, count), predicted));
+    checkK(k, ranking);
+    const predicted = await maskedClasses(split, out, ranking.order.slice(0, k), batch);
+    matrices.push(confusionMatrix(k, classes, labels.subarray(0, out.count), predicted));
   }
   return matrices;
 }
