@@ -1,9 +1,10 @@
 /**
- * report.html in a real browser: a sweep of the tiny fixture writes it, headless Chromium
- * (Debian's `chromium`, which .ci/run installs) opens it from disk, and the DOM it dumps after
- * the page's scripts ran must show every chart drawn with SVG marks, no console error, the
- * feature maps and the ranking table. A page with a broken chart must report the error (so the
- * check can fail) and still draw its other chart, the per-class heatmap. Skipped, with a message, when there is no `chromium` on PATH.
+ * report.html in a real browser: a sweep, a sensitivity and a prune run of the tiny fixture
+ * write it, headless Chromium (Debian's `chromium`, which .ci/run installs) opens it from disk,
+ * and the DOM it dumps after the page's scripts ran must show every chart drawn with SVG marks,
+ * no console error, and the tables (for sweep: the feature maps and the ranking table). A page
+ * with a broken chart must report the error (so the check can fail) and still draw its other
+ * chart, the per-class heatmap. Skipped, with a message, when there is no `chromium` on PATH.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -84,58 +85,69 @@ function uncaught(log: string): string[] {
   return log.split("\n").filter((l) => /CONSOLE/.test(l) && /Uncaught|Error/.test(l));
 }
 
+const TINY = [
+  "--model",
+  join(root, "fixtures/models/tiny-bn/model.json"),
+  "--data",
+  join(root, "fixtures/cifar10-tiny"),
+];
+
+/** Run a prunescope command in-process, quietly, into a new folder; returns the folder. */
+async function runQuiet(args: string[]): Promise<string> {
+  const out = await Deno.makeTempDir();
+  const log = console.log, err = console.error;
+  console.log = () => {};
+  console.error = () => {};
+  Deno.env.set("PRUNESCOPE_NO_PROGRESS", "1");
+  try {
+    assert.equal(await main([...args, "--backend", "wasm", "--out", out]), 0, args.join(" "));
+  } finally {
+    console.log = log;
+    console.error = err;
+    Deno.env.delete("PRUNESCOPE_NO_PROGRESS");
+  }
+  return out;
+}
+
+/**
+ * Open `dir`/report.html in Chromium and check that it loads nothing from elsewhere, that the
+ * charts `ids` (exactly those) are drawn as SVG with non-empty marks, and that no error was
+ * logged. Returns the DOM and the charts' inner HTML.
+ */
+async function assertDrawn(dir: string, ids: string[]): Promise<{ dom: string; drawn: Map<string, string> }> {
+  const html = await Deno.readTextFile(join(dir, "report.html"));
+  assert.ok(
+    !/<script[^>]+src=|<link[^>]+href=|https?:\/\/(?!vega\.github\.io\/schema)/.test(
+      html.replace(/<script>[\s\S]*?<\/script>/g, ""),
+    ),
+    "the page must not load anything from elsewhere",
+  );
+  const { dom, log } = await dumpDom(join(dir, "report.html"));
+  const s = status(dom);
+  assert.equal(s.state, "done", s.text);
+  assert.equal(s["console-errors"], "0", s.text);
+  assert.deepEqual(uncaught(log), []);
+  const drawn = charts(dom);
+  assert.deepEqual([...drawn.keys()], ids);
+  assert.equal(s.rendered, String(drawn.size));
+  for (const [id, inner] of drawn) {
+    assert.match(inner, /<svg[^>]*class="marks"/, `${id}: no SVG`);
+    // At least one mark group holding drawn items (paths for lines and cells, text for counts).
+    const marks = [...inner.matchAll(/<g class="mark-(\w+) role-mark[^"]*"[^>]*>(<(path|text|g)\b)/g)];
+    assert.ok(marks.length > 0, `${id}: no non-empty marks`);
+  }
+  // The run record is there, with the model's hash.
+  assert.match(dom, /<th>model SHA-256<\/th><td><code>[0-9a-f]{64}<\/code>/);
+  return { dom, drawn };
+}
+
 Deno.test({
   name:
-    "report.html in headless Chromium: every chart drawn with SVG marks, no console error, the table present",
+    "sweep's report.html in headless Chromium: every chart drawn with SVG marks, no console error, the table",
   ignore: !version,
   fn: async () => {
-    const out = await Deno.makeTempDir();
-    const log = console.log, err = console.error;
-    console.log = () => {};
-    console.error = () => {};
-    Deno.env.set("PRUNESCOPE_NO_PROGRESS", "1");
-    let code: number;
-    try {
-      code = await main([
-        "sweep",
-        "--model",
-        join(root, "fixtures/models/tiny-bn/model.json"),
-        "--data",
-        join(root, "fixtures/cifar10-tiny"),
-        "--out",
-        out,
-        "--backend",
-        "wasm",
-      ]);
-    } finally {
-      console.log = log;
-      console.error = err;
-      Deno.env.delete("PRUNESCOPE_NO_PROGRESS");
-    }
-    assert.equal(code, 0);
-    const html = await Deno.readTextFile(join(out, "report.html"));
-    assert.ok(
-      !/<script[^>]+src=|<link[^>]+href=|https?:\/\/(?!vega\.github\.io\/schema)/.test(html.replace(
-        /<script>[\s\S]*?<\/script>/g,
-        "",
-      )),
-      "the page must not load anything from elsewhere",
-    );
-
-    const { dom, log: chromeLog } = await dumpDom(join(out, "report.html"));
-    const s = status(dom);
-    assert.equal(s.state, "done", s.text);
-    assert.equal(s["console-errors"], "0", s.text);
-    assert.deepEqual(uncaught(chromeLog), []);
-    const drawn = charts(dom);
-    assert.deepEqual([...drawn.keys()], ["accuracy", "confusion-k0", "confusion-k9"]);
-    assert.equal(s.rendered, String(drawn.size));
-    for (const [id, inner] of drawn) {
-      assert.match(inner, /<svg[^>]*class="marks"/, `${id}: no SVG`);
-      // At least one mark group holding drawn items (paths for lines and cells, text for counts).
-      const marks = [...inner.matchAll(/<g class="mark-(\w+) role-mark[^"]*"[^>]*>(<(path|text|g)\b)/g)];
-      assert.ok(marks.length > 0, `${id}: no non-empty marks`);
-    }
+    const out = await runQuiet(["sweep", ...TINY]);
+    const { dom, drawn } = await assertDrawn(out, ["accuracy", "confusion-k0", "confusion-k9"]);
     // The confusion charts have one cell per (true, predicted) pair.
     const cells = drawn.get("confusion-k0")!.match(/<g class="mark-rect role-mark[^>]*>([\s\S]*?)<\/g>/);
     assert.equal(cells![1].match(/<path/g)?.length, 100);
@@ -146,7 +158,49 @@ Deno.test({
     assert.ok(ranking, "no ranking table");
     assert.equal(ranking[1].match(/<tr>/g)?.length, 16);
     assert.equal(dom.match(/<figure class="fm/g)?.length, 16);
+    // The 9 channels pruned at the 1-point K (K = 9) are framed as such.
+    assert.equal(dom.match(/<figure class="fm band-a"/g)?.length, 9);
     await Deno.remove(out, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "sensitivity's and prune's report.html in headless Chromium: their charts drawn, their tables there",
+  ignore: !version,
+  fn: async () => {
+    const sens = await runQuiet([
+      "sensitivity",
+      ...TINY,
+      "--limit",
+      "60",
+      "--fractions",
+      "0,0.5,1",
+      "--layers",
+      "all",
+    ]);
+    const s = await assertDrawn(sens, ["sensitivity"]);
+    assert.match(s.dom, /<th>layername<\/th><th>0<\/th><th>0.5<\/th><th>1<\/th>/);
+    const pruned = await runQuiet([
+      "prune",
+      ...TINY,
+      ...[
+        "--layer",
+        "conv2",
+        "--max-drop",
+        "2",
+        "--latency-runs",
+        "1",
+        "--finetune-epochs",
+        "1",
+        "--train-limit",
+        "64",
+      ],
+    ]);
+    const p = await assertDrawn(pruned, ["sweep-0", "recovery"]);
+    assert.match(p.dom, /<td>conv2<\/td><td>9<\/td><td>16<\/td><td>7<\/td>/);
+    assert.match(p.dom, /<td>slim<\/td>/);
+    await Deno.remove(sens, { recursive: true });
+    await Deno.remove(pruned, { recursive: true });
   },
 });
 

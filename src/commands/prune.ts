@@ -40,6 +40,9 @@ import { finetune, FINETUNE_PEAK_LR, type FinetuneEpoch } from "../train/finetun
 import type { Dataset, Ranking, SweepPoint } from "../types.ts";
 import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
 import { recoveryChart } from "../viz/charts.ts";
+import { writeReport } from "../report/html.ts";
+import { pruneReport } from "../report/prune_report.ts";
+import { runRecord } from "../report/run_record.ts";
 import { formatSeconds, Progress } from "../ui/progress.ts";
 import { DEFAULT_MODEL } from "./sweep.ts";
 
@@ -93,7 +96,9 @@ zero, so it emits exactly the constant) and the others' contributions are merged
 of the next kernel. compression.json lists it per layer ("carrier").
 
 Writes to --out: model/ (model.json + weights.bin, metadata kept), compression.json, sweep.csv
-(the K values --max-drop evaluated; sweep_<layer>.csv per bare --plan layer); with --finetune-epochs also finetuned/, finetune-log.csv, recovery.svg/png.`;
+(the K values --max-drop evaluated; sweep_<layer>.csv per bare --plan layer), report.html (the sweeps,
+the figures before and after, the run record); with --finetune-epochs also finetuned/, finetune-log.csv,
+recovery.svg/png.`;
 
 /** One `layer:k` entry of --plan; `k` null when --max-drop chooses it from the layer's own sweep. */
 export interface PlanEntry {
@@ -448,6 +453,7 @@ export async function run(args: string[]): Promise<void> {
   const flags = parsePreprocessing(values);
   const out = values.out!;
 
+  const started = new Date().toISOString();
   const timings: Record<string, number> = {};
   let t0 = performance.now();
   const clock = (name: string) => {
@@ -609,6 +615,7 @@ export async function run(args: string[]): Promise<void> {
 
   // Fine-tune the slim model, if asked.
   let history: FinetuneEpoch[] = [];
+  let recoverySpec: object | undefined;
   if (epochs > 0 && trainSet) {
     console.error(`fine-tuning ${epochs} epoch(s) on ${trainSet.count} training images, peak lr ${peakLr}`);
     let stepBar: Progress | undefined;
@@ -644,20 +651,18 @@ export async function run(args: string[]): Promise<void> {
       history.map((h) => [h.epoch, h.lr, h.trainLoss, h.trainAccuracy, h.evalAccuracy, h.seconds]),
     );
     const label = surgery.layers.map((l) => `${l.layer} -${l.pruned.length}`).join(", ");
-    await writeChart(
-      join(out, "recovery"),
-      recoveryChart(
-        [
-          { epoch: 0, accuracy: afterFig.accuracy },
-          ...history.map((h) => ({ epoch: h.epoch, accuracy: h.evalAccuracy! })),
-        ],
-        {
-          title: `fine-tuning after pruning ${label}`,
-          before: beforeFig.accuracy,
-          masked: sel.masked.correct / test.count,
-        },
-      ),
+    recoverySpec = recoveryChart(
+      [
+        { epoch: 0, accuracy: afterFig.accuracy },
+        ...history.map((h) => ({ epoch: h.epoch, accuracy: h.evalAccuracy! })),
+      ],
+      {
+        title: `fine-tuning after pruning ${label}`,
+        before: beforeFig.accuracy,
+        masked: sel.masked.correct / test.count,
+      },
     );
+    await writeChart(join(out, "recovery"), recoverySpec);
     report.finetuned = {
       epochs,
       peakLr,
@@ -678,7 +683,52 @@ export async function run(args: string[]): Promise<void> {
   }
   slim.dispose();
 
-  printSummary(report, beforeFig, afterFig, sel, test.count, out, history);
+  const summary = summaryLines(report, beforeFig, afterFig, sel, test.count, out, history);
+  console.log(summary.join("\n"));
+  const row = (model: string, f: ModelFigures) => ({
+    model,
+    accuracy: f.accuracy,
+    parameters: f.parameters,
+    multiplyAdds: f.multiplyAdds,
+    weightsBinBytes: f.weightsBinBytes,
+    latencyBatch1Ms: f.latencyMs.batch1,
+    latencyBatch256Ms: f.latencyMs.batch256,
+  });
+  const none = { parameters: null, multiplyAdds: null, weightsBinBytes: null };
+  const noLatency = { latencyBatch1Ms: null, latencyBatch256Ms: null };
+  await writeReport(
+    join(out, "report.html"),
+    pruneReport({
+      summary,
+      layers: layersOut,
+      figures: [
+        row("before", beforeFig),
+        { model: "masked (zeroed)", accuracy: sel.masked.correct / test.count, ...none, ...noLatency },
+        row("slim", afterFig),
+        ...(history.length > 0
+          ? [{
+            model: "fine-tuned",
+            accuracy: history[history.length - 1].evalAccuracy ?? NaN,
+            ...none,
+            ...noLatency,
+          }]
+          : []),
+      ],
+      sweeps: Object.entries(sel.sweeps).map(([layer, points]) => ({
+        layer,
+        channels: surgery.layers.find((l) => l.layer === layer)?.channelsBefore ?? points.length - 1,
+        points,
+      })),
+      recoverySpec,
+      run: await runRecord(["prune", ...args], {
+        started,
+        model: { path: modelPath, format: loaded.format },
+        data: { path: dataDir, images: test.count },
+        backend,
+        timings,
+      }),
+    }),
+  );
   const check = report.check as { slimEqualsMasked: boolean };
   if (!check.slimEqualsMasked) {
     throw new UserError(
@@ -689,7 +739,7 @@ export async function run(args: string[]): Promise<void> {
   }
 }
 
-function printSummary(
+function summaryLines(
   report: Record<string, unknown>,
   before: ModelFigures,
   after: ModelFigures,
@@ -697,7 +747,7 @@ function printSummary(
   total: number,
   out: string,
   history: FinetuneEpoch[],
-): void {
+): string[] {
   const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
   const ms = (x: number | null) => (x === null ? "-" : `${x.toFixed(1)} ms`);
   const layers = (report.layers as (LayerSurgery & { k: number })[]).map((l) =>
@@ -734,5 +784,5 @@ function printSummary(
     }`,
     `outputs in ${out}/`,
   ];
-  console.log(lines.join("\n"));
+  return lines;
 }

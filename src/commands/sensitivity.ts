@@ -30,6 +30,9 @@ import {
 import { largestKWithin } from "../prune/summary.ts";
 import type { Dataset } from "../types.ts";
 import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
+import { writeReport } from "../report/html.ts";
+import { runRecord } from "../report/run_record.ts";
+import { sensitivityReport } from "../report/sensitivity_report.ts";
 import { distillerTable, nniTable } from "../report/sensitivity_tables.ts";
 import { sensitivityChart } from "../viz/charts.ts";
 import { formatSeconds, Progress } from "../ui/progress.ts";
@@ -69,7 +72,8 @@ Options:
 Writes to --out: sensitivity.csv (Distiller: parameter, sparsity, top1 %, top5 %, loss),
 sensitivity_nni.csv (NNI: a row per layer, a column per sparsity, top-1 as a fraction),
 sensitivity.json (every point, ranking, dead channels, skipped layers, timings),
-sensitivity.svg and sensitivity.png (one line per layer, Li et al. 2017 Fig. 2 style).`;
+sensitivity.svg and sensitivity.png (one line per layer, Li et al. 2017 Fig. 2 style), report.html (the
+chart, the tables and the run record on one page).`;
 
 /**
  * Parse `--fractions`: "0,0.1,0.5", "0:1:0.05" (start:stop:step, stop included) or a mix; every
@@ -166,6 +170,7 @@ export async function run(args: string[]): Promise<void> {
     console.log(HELP);
     return;
   }
+  const started = new Date().toISOString();
   const timings: Record<string, number> = {};
   const clock = (name: string, t0: number) => (timings[name] = (performance.now() - t0) / 1000);
   const batch = positiveInt("batch", values.batch, 256);
@@ -270,20 +275,18 @@ export async function run(args: string[]): Promise<void> {
   await writeCsv(join(out, "sensitivity.csv"), distiller.header, distiller.rows);
   const nni = nniTable(results, fractions);
   await writeCsv(join(out, "sensitivity_nni.csv"), nni.header, nni.rows);
-  await writeChart(
-    join(out, "sensitivity"),
-    sensitivityChart(
-      results.map((r) => ({
-        layer: r.layer,
-        points: r.points.map((p) => ({ fraction: p.sparsity, accuracy: p.top1 })),
-      })),
-      {
-        title:
-          `Sensitivity to pruning, each conv layer alone (${criterion.label} ranking, ${test.count} images)`,
-        baseline,
-      },
-    ),
+  const chartSpec = sensitivityChart(
+    results.map((r) => ({
+      layer: r.layer,
+      points: r.points.map((p) => ({ fraction: p.sparsity, accuracy: p.top1 })),
+    })),
+    {
+      title:
+        `Sensitivity to pruning, each conv layer alone (${criterion.label} ranking, ${test.count} images)`,
+      baseline,
+    },
   );
+  await writeChart(join(out, "sensitivity"), chartSpec);
   clock("outputs", t0);
   timings.total = Object.values(timings).reduce((s, x) => s + x, 0);
   await writeJson(join(out, "sensitivity.json"), {
@@ -313,16 +316,34 @@ export async function run(args: string[]): Promise<void> {
     skipped,
     timings,
   });
-  printSummary(results, skipped, baseline, timings, out);
+  const summary = summaryLines(results, skipped, baseline, timings, out);
+  console.log(summary.join("\n"));
+  await writeReport(
+    join(out, "report.html"),
+    sensitivityReport({
+      results,
+      fractions,
+      chartSpec,
+      summary,
+      run: await runRecord(["sensitivity", ...args], {
+        started,
+        model: { path: modelPath, format: loaded.format },
+        data: { path: dataDir, images: test.count },
+        backend,
+        workers,
+        timings,
+      }),
+    }),
+  );
 }
 
-function printSummary(
+function summaryLines(
   results: LayerSensitivityResult[],
   skipped: { layer: string }[],
   baseline: number,
   timings: Record<string, number>,
   out: string,
-): void {
+): string[] {
   const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
   const width = Math.max(5, ...results.map((r) => r.layer.length));
   const lines = [
@@ -351,5 +372,5 @@ function printSummary(
     `timings: ${Object.entries(timings).map(([k, v]) => `${k} ${formatSeconds(v)}`).join(", ")}`,
     `outputs in ${out}/`,
   ];
-  console.log(lines.join("\n"));
+  return lines;
 }

@@ -35,11 +35,10 @@ import { writeFileAtomic } from "../report/atomic.ts";
 import { accuracyChart } from "../viz/charts.ts";
 import { featureMapGridPng, featureMapPng } from "../viz/featuremaps.ts";
 import { formatSeconds, Progress } from "../ui/progress.ts";
-import { version as tfVersions } from "@tensorflow/tfjs";
 import { confusionAtK, confusionFromOutputs } from "../prune/confusion.ts";
 import { confusionTable } from "../report/confusion_tables.ts";
 import { writeReport } from "../report/html.ts";
-import { modelHashes, runtimeVersions } from "../report/run_record.ts";
+import { runRecord } from "../report/run_record.ts";
 import { bandKs, sweepReport } from "../report/sweep_report.ts";
 import { confusionChart } from "../viz/class_charts.ts";
 import { featureMapTiles } from "../viz/featuremap_tiles.ts";
@@ -369,8 +368,6 @@ export async function run(args: string[]): Promise<void> {
     );
   }
   clock("confusion", t0);
-  const q = (a: string) => /^[\w./:=,@+-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`;
-  const hashes = await modelHashes(modelPath);
   await writeReport(
     join(out, "report.html"),
     sweepReport({
@@ -382,18 +379,16 @@ export async function run(args: string[]): Promise<void> {
       rankingTable: rankingTable([runs[0]], criteria[0].scoreName),
       tiles: featureMapTiles(maps, h, w, c),
       confusion,
-      run: {
-        command: ["prunescope", "sweep", ...args].map(q).join(" "),
+      run: await runRecord(["sweep", ...args], {
         started,
-        model: { path: modelPath, format: loaded.format, ...hashes },
+        model: { path: modelPath, format: loaded.format },
         data: { path: dataDir, images: test.count },
         layer: layer.name,
         backend,
         engine,
         workers,
         timings,
-        versions: runtimeVersions(tfVersions as Record<string, string>),
-      },
+      }),
     }),
   );
   console.log(`report: ${join(out, "report.html")} (confusion matrices ${formatSeconds(timings.confusion)})`);

@@ -4,8 +4,10 @@
  */
 import { createHash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
+import { version as tfVersions } from "@tensorflow/tfjs";
 import { version as vegaVersion } from "vega";
 import { version as vegaLiteVersion } from "vega-lite";
+import type { RunRecord } from "./html.ts";
 
 /**
  * The SHA-256 of a file, hex.
@@ -60,20 +62,45 @@ export async function modelHashes(
 }
 
 /**
- * Deno, V8, TypeScript, vega and vega-lite versions, plus `extra` (e.g. TF.js's).
+ * Deno, V8, TypeScript, TF.js (each package), vega and vega-lite versions.
  *
  * @example
  * ```ts
- * runtimeVersions({ "tfjs-core": tf.version_core });
+ * runtimeVersions().deno; // "2.9.6"
  * ```
  */
-export function runtimeVersions(extra: Record<string, string> = {}): Record<string, string> {
+export function runtimeVersions(): Record<string, string> {
   return {
     deno: Deno.version.deno,
     v8: Deno.version.v8,
     typescript: Deno.version.typescript,
-    ...extra,
+    ...(tfVersions as Record<string, string>),
     vega: vegaVersion,
     "vega-lite": vegaLiteVersion,
+  };
+}
+
+/** A command line as a POSIX shell would take it back: arguments with special characters single-quoted. */
+export function commandLine(words: string[]): string {
+  return words.map((a) => /^[\w./:=,@+-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
+}
+
+/**
+ * The run record of a command: `facts` plus the command line, the model's hashes and the versions.
+ *
+ * @example
+ * ```ts
+ * const run = await runRecord(["sweep", ...args], { started, model: { path }, data, backend, timings });
+ * ```
+ */
+export async function runRecord(
+  words: string[],
+  facts: Omit<RunRecord, "command" | "versions" | "model"> & { model: { path: string; format?: string } },
+): Promise<RunRecord> {
+  return {
+    ...facts,
+    command: commandLine(["prunescope", ...words]),
+    model: { ...facts.model, ...await modelHashes(facts.model.path) },
+    versions: runtimeVersions(),
   };
 }

@@ -294,6 +294,11 @@ export function sensitivityChart(
           },
           color: { field: "layer", type: "nominal", scale: colourScale(names), legend },
           shape: { field: "layer", type: "nominal", scale: { domain: names }, legend },
+          tooltip: [
+            { field: "layer" },
+            { field: "fraction", type: "quantitative", title: "pruned", format: ".0%" },
+            { field: "accuracy", type: "quantitative", format: ".2%" },
+          ],
         },
       },
       ...labelledRule(opts.baseline, `baseline ${percentLabel(opts.baseline)}`, undefined, {
