@@ -36,11 +36,10 @@ import { accuracyChart } from "../viz/charts.ts";
 import { featureMapGridPng, featureMapPng } from "../viz/featuremaps.ts";
 import { formatSeconds, Progress } from "../ui/progress.ts";
 import { confusionAtK, confusionFromOutputs } from "../prune/confusion.ts";
-import { confusionTable } from "../report/confusion_tables.ts";
+import { writeConfusionFiles } from "../report/confusion_tables.ts";
 import { writeReport } from "../report/html.ts";
 import { runRecord } from "../report/run_record.ts";
 import { bandKs, sweepReport } from "../report/sweep_report.ts";
-import { confusionChart } from "../viz/class_charts.ts";
 import { featureMapTiles } from "../viz/featuremap_tiles.ts";
 
 /** The model `sweep` uses when no --model is given: the one `deno task train` made for this repo. */
@@ -82,10 +81,11 @@ Options:
   -h, --help         this text
 
 Writes to --out: featuremaps.png, featuremap_0.png, featuremaps.json, ranking.csv, sweep.csv,
-sweep.json, accuracy.svg, accuracy.png, confusion_k0.csv and confusion_k<K>.csv (K: the largest K
-within 1 point; + .json, .svg, .png), report.html; and per criterion sweep_<criterion>.csv. With several criteria
-sweep.csv holds k and one accuracy column per criterion (several seeds: _mean, _min, _max columns),
-ranking.csv the first criterion's ranking and ranking_<criterion>.csv the others'.`;
+sweep.json, accuracy.svg, accuracy.png, confusion_k0.* and confusion_k<K>.* (K: the largest K within
+1 point; .csv, .json, .svg, .png), report.html (all of it on one page); and per criterion
+sweep_<criterion>.csv. With several criteria sweep.csv holds k and one accuracy column per criterion
+(several seeds: _mean, _min, _max columns), ranking.csv the first criterion's ranking and
+ranking_<criterion>.csv the others'.`;
 
 /** Parse a K list: "0,8,16", "0:64:8" (start:stop:step, stop included) or a mix. */
 export function parseKList(v: string): number[] {
@@ -355,17 +355,7 @@ export async function run(args: string[]): Promise<void> {
       batch,
     );
   for (const m of confusion) {
-    const t = confusionTable(m);
-    await writeCsv(join(out, `confusion_k${m.k}.csv`), t.header, t.rows);
-    await writeJson(join(out, `confusion_k${m.k}.json`), {
-      layer: layer.name,
-      criterion: criteria[0].name,
-      ...m,
-    });
-    await writeChart(
-      join(out, `confusion_k${m.k}`),
-      confusionChart(m, { title: `${layer.name}, K = ${m.k}` }),
-    );
+    await writeConfusionFiles(out, m, { layer: layer.name, criterion: criteria[0].name });
   }
   clock("confusion", t0);
   await writeReport(

@@ -119,6 +119,13 @@ export function accuracyChart(
     axis: { format: "d", tickMinStep: 1 },
   };
   const yScale = { domain: [0, 1] };
+  const y = {
+    field: "accuracy",
+    type: "quantitative",
+    title: "test accuracy",
+    scale: yScale,
+    axis: { format: ".0%" },
+  };
   const bands = series.flatMap((s) =>
     (s.band ?? []).map((b) => ({ criterion: s.criterion, k: b.k, min: b.min, max: b.max }))
   );
@@ -143,13 +150,7 @@ export function accuracyChart(
     mark: { type: "line", strokeWidth: 1.75, interpolate: "linear" },
     encoding: {
       x,
-      y: {
-        field: "accuracy",
-        type: "quantitative",
-        title: "test accuracy",
-        scale: yScale,
-        axis: { format: ".0%" },
-      },
+      y,
       color: colour,
     },
   });
@@ -159,13 +160,7 @@ export function accuracyChart(
     mark: { type: "point", opacity: 0, filled: true, size: 60 },
     encoding: {
       x,
-      y: {
-        field: "accuracy",
-        type: "quantitative",
-        title: "test accuracy",
-        scale: yScale,
-        axis: { format: ".0%" },
-      },
+      y,
       tooltip: [
         { field: "criterion" },
         { field: "k", type: "quantitative", title: "K" },
