@@ -27,7 +27,9 @@ async function browserVersion(): Promise<string | null> {
 }
 
 const version = await browserVersion();
-if (!version) console.error(`report_html_test: skipped: no '${BROWSER}' on PATH (apt-get install chromium)`);
+// The reason rides in the test names too: `deno test --quiet` hides output printed outside tests.
+const SKIPPED = version ? "" : ` [skipped: no '${BROWSER}' on PATH; apt-get install chromium]`;
+if (!version) console.error(`report_html_test:${SKIPPED}`);
 
 /** Open `file` in headless Chromium and return the DOM after its scripts ran, and Chromium's stderr. */
 async function dumpDom(file: string): Promise<{ dom: string; log: string }> {
@@ -143,7 +145,8 @@ async function assertDrawn(dir: string, ids: string[]): Promise<{ dom: string; d
 
 Deno.test({
   name:
-    "sweep's report.html in headless Chromium: every chart drawn with SVG marks, no console error, the table",
+    "sweep's report.html in headless Chromium: every chart drawn with SVG marks, no console error, the table" +
+    SKIPPED,
   ignore: !version,
   fn: async () => {
     const out = await runQuiet(["sweep", ...TINY]);
@@ -165,7 +168,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "sensitivity's and prune's report.html in headless Chromium: their charts drawn, their tables there",
+  name: "sensitivity's and prune's report.html in headless Chromium: their charts drawn, their tables there" +
+    SKIPPED,
   ignore: !version,
   fn: async () => {
     const sens = await runQuiet([
@@ -205,7 +209,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "report.html in headless Chromium: a chart that cannot be drawn shows as an error",
+  name: "report.html in headless Chromium: a chart that cannot be drawn shows as an error" + SKIPPED,
   ignore: !version,
   fn: async () => {
     const record: ReportRecord = {
