@@ -5,6 +5,7 @@
  */
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { UserError } from "../core/errors.ts";
+import type { EngineName } from "../sweep/engine.ts";
 import type { Preprocessing } from "../types.ts";
 
 /**
@@ -137,4 +138,46 @@ export function parsePreprocessing(
   if (values.mean !== undefined) flags.mean = triple("mean", values.mean);
   if (values.std !== undefined) flags.std = triple("std", values.std);
   return flags;
+}
+
+/**
+ * Parse a K list: "0,8,16", "0:64:8" (start:stop:step, stop included) or a mix.
+ *
+ * @example
+ * ```ts
+ * parseKList("0,4:12:4"); // [0, 4, 8, 12]
+ * ```
+ */
+export function parseKList(v: string): number[] {
+  const ks: number[] = [];
+  for (const part of v.split(",")) {
+    const range = part.split(":").map(Number);
+    if (range.some((x) => !Number.isInteger(x) || x < 0) || range.length > 3) {
+      throw new UserError(
+        `--k: '${part}' is not a K value or a start:stop:step range of non-negative integers.`,
+      );
+    }
+    if (range.length === 1) ks.push(range[0]);
+    else for (let k = range[0]; k <= range[1]; k += range[2] ?? 1) ks.push(k);
+  }
+  return ks;
+}
+
+/**
+ * The sweep engine the flags `--naive`, `--algebra` and `--dense-kernel` pick (at most one of
+ * them; none: the exact engine).
+ *
+ * @example
+ * ```ts
+ * engineFlags({ "dense-kernel": true }); // "dense-kernel"
+ * ```
+ */
+export function engineFlags(
+  values: { naive?: boolean; algebra?: boolean; "dense-kernel"?: boolean },
+): EngineName {
+  const picked = (["naive", "algebra", "dense-kernel"] as const).filter((e) => values[e]);
+  if (picked.length > 1) {
+    throw new UserError("--naive, --algebra and --dense-kernel are three engines: pass one of them.");
+  }
+  return picked[0] ?? "exact";
 }

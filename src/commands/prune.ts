@@ -14,6 +14,7 @@ import { UserError } from "../core/errors.ts";
 import { parseFlags, parsePreprocessing, positiveInt, positiveNumber } from "../cli/args.ts";
 import { openSession, Stopwatch } from "../cli/session.ts";
 import { openOutDir } from "../cli/out_dir.ts";
+import { finetuneWithProgress } from "../cli/finetune_progress.ts";
 import { checkCifarModel } from "../model/load.ts";
 import { fileSaver } from "../model/tfjs_io.ts";
 import { criterionByName, criterionNames } from "../rank/registry.ts";
@@ -21,7 +22,7 @@ import { removeChannels } from "../surgery/remove.ts";
 import { compareLatency } from "../surgery/measure.ts";
 import { parsePlan, type RankOptions, selectPlan, selectSingle } from "../surgery/select.ts";
 import { checkSlim, OUTPUT_TOLERANCE, saveVerified } from "../surgery/verify.ts";
-import { finetune, FINETUNE_PEAK_LR } from "../train/finetune.ts";
+import { FINETUNE_PEAK_LR } from "../train/finetune.ts";
 import { writeJson } from "../report/outputs.ts";
 import {
   compressionReport,
@@ -34,7 +35,9 @@ import {
   writeCompression,
   writeFinetune,
 } from "../report/prune_report.ts";
-import { Progress } from "../ui/progress.ts";
+import { writeReport } from "../report/html.ts";
+import { pruneReport } from "../report/prune_page.ts";
+import { runRecord } from "../report/run_record.ts";
 
 const HELP = `deno task prune [options]
 
@@ -83,7 +86,9 @@ zero, so it emits exactly the constant) and the others' contributions are merged
 of the next kernel. compression.json lists it per layer ("carrier").
 
 Writes to --out: model/ (model.json + weights.bin, metadata kept), compression.json, sweep.csv
-(the K values --max-drop evaluated; sweep_<layer>.csv per bare --plan layer); with --finetune-epochs also finetuned/, finetune-log.csv, recovery.svg/png.`;
+(the K values --max-drop evaluated; sweep_<layer>.csv per bare --plan layer), report.html (the sweeps,
+the figures before and after, the run record); with --finetune-epochs also finetuned/, finetune-log.csv,
+recovery.svg/png.`;
 
 /** Run the prune command. */
 export async function run(args: string[]): Promise<void> {
@@ -158,6 +163,7 @@ export async function run(args: string[]): Promise<void> {
   // The output folder is checked and locked before any model or data is read.
   await using _claim = await openOutDir(out, "--out", "prune");
 
+  const started = new Date().toISOString();
   const clock = new Stopwatch();
   const session = await openSession(values, flags);
   const { backend, modelPath, loaded, prep } = session;
@@ -245,25 +251,11 @@ export async function run(args: string[]): Promise<void> {
   await writeCompression(out, report, sel);
 
   // Fine-tune the slim model, if asked.
+  let recoverySpec: object | undefined;
   if (epochs > 0 && trainSet) {
     console.error(`fine-tuning ${epochs} epoch(s) on ${trainSet.count} training images, peak lr ${peakLr}`);
-    let stepBar: Progress | undefined;
-    const history = await finetune(slim, trainSet, {
-      epochs,
-      preprocessing: prep,
-      peakLr,
-      batch: 128,
-      evalSet: test,
-      onStep(epoch, step, steps, loss, acc) {
-        if (step === 1) {
-          stepBar = new Progress({ label: `fine-tune ${epoch + 1}/${epochs}`, total: steps, unit: "steps" });
-        }
-        stepBar?.set(step, `loss ${loss.toFixed(3)} acc ${(acc * 100).toFixed(1)}%`);
-      },
-      onEpoch(log) {
-        stepBar?.done(`test acc ${((log.evalAccuracy ?? 0) * 100).toFixed(2)}%`);
-      },
-    });
+    const ft = { epochs, preprocessing: prep, peakLr, batch: 128, evalSet: test };
+    const history = await finetuneWithProgress(slim, trainSet, ft);
     const last = history[history.length - 1];
     await slim.save(fileSaver(join(out, "finetuned"), {
       ...metadata,
@@ -273,13 +265,25 @@ export async function run(args: string[]): Promise<void> {
         finetune: { epochs, peakLr, trainImages: trainSet.count, history },
       },
     }));
-    await writeFinetune(out, report, { epochs, peakLr, trainImages: trainSet.count, history });
+    recoverySpec = await writeFinetune(out, report, { epochs, peakLr, trainImages: trainSet.count, history });
     clock.lap("finetune");
     await writeJson(join(out, "compression.json"), report);
   }
   slim.dispose();
 
-  console.log(pruneSummary(report, out));
+  const summary = pruneSummary(report, out);
+  console.log(summary);
+  const run = await runRecord(["prune", ...args], {
+    started,
+    model: { path: modelPath, format: loaded.format },
+    data: { path: await session.dataDir(), images: test.count },
+    backend,
+    timings: clock.timings,
+  });
+  await writeReport(
+    join(out, "report.html"),
+    pruneReport({ report, summary: summary.split("\n"), sweeps: sel.sweeps, recoverySpec, run }),
+  );
   if (!check.equal) {
     throw new UserError(
       `the slim model does not match the masked one: ${check.slimCorrect} vs ${sel.masked.correct} correct, ` +

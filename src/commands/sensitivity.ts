@@ -25,6 +25,9 @@ import {
 } from "../sensitivity/scan.ts";
 import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
 import { distillerTable, nniTable, sensitivitySummary } from "../report/sensitivity_tables.ts";
+import { writeReport } from "../report/html.ts";
+import { runRecord } from "../report/run_record.ts";
+import { sensitivityReport } from "../report/sensitivity_report.ts";
 import { sensitivityChart } from "../viz/charts.ts";
 import { Progress } from "../ui/progress.ts";
 
@@ -62,7 +65,8 @@ Options:
 Writes to --out: sensitivity.csv (Distiller: parameter, sparsity, top1 %, top5 %, loss),
 sensitivity_nni.csv (NNI: a row per layer, a column per sparsity, top-1 as a fraction),
 sensitivity.json (every point, ranking, dead channels, skipped layers, timings),
-sensitivity.svg and sensitivity.png (one line per layer, Li et al. 2017 Fig. 2 style).`;
+sensitivity.svg and sensitivity.png (one line per layer, Li et al. 2017 Fig. 2 style), report.html (the
+chart, the tables and the run record on one page).`;
 
 /**
  * Parse `--fractions`: "0,0.1,0.5", "0:1:0.05" (start:stop:step, stop included) or a mix; every
@@ -124,6 +128,7 @@ export async function run(args: string[]): Promise<void> {
     console.log(HELP);
     return;
   }
+  const started = new Date().toISOString();
   const clock = new Stopwatch();
   const batch = positiveInt("batch", values.batch, 256);
   const limit = positiveInt("limit", values.limit, Infinity);
@@ -201,20 +206,18 @@ export async function run(args: string[]): Promise<void> {
   await writeCsv(join(out, "sensitivity.csv"), distiller.header, distiller.rows);
   const nni = nniTable(results, fractions);
   await writeCsv(join(out, "sensitivity_nni.csv"), nni.header, nni.rows);
-  await writeChart(
-    join(out, "sensitivity"),
-    sensitivityChart(
-      results.map((r) => ({
-        layer: r.layer,
-        points: r.points.map((p) => ({ fraction: p.sparsity, accuracy: p.top1 })),
-      })),
-      {
-        title:
-          `Sensitivity to pruning, each conv layer alone (${criterion.label} ranking, ${test.count} images)`,
-        baseline,
-      },
-    ),
+  const chartSpec = sensitivityChart(
+    results.map((r) => ({
+      layer: r.layer,
+      points: r.points.map((p) => ({ fraction: p.sparsity, accuracy: p.top1 })),
+    })),
+    {
+      title:
+        `Sensitivity to pruning, each conv layer alone (${criterion.label} ranking, ${test.count} images)`,
+      baseline,
+    },
   );
+  await writeChart(join(out, "sensitivity"), chartSpec);
   clock.lap("outputs");
   clock.total();
   await writeJson(join(out, "sensitivity.json"), {
@@ -244,5 +247,23 @@ export async function run(args: string[]): Promise<void> {
     skipped,
     timings: clock.timings,
   });
-  console.log(sensitivitySummary(results, skipped, baseline, clock.timings, out));
+  const summary = sensitivitySummary(results, skipped, baseline, clock.timings, out).split("\n");
+  console.log(summary.join("\n"));
+  await writeReport(
+    join(out, "report.html"),
+    sensitivityReport({
+      results,
+      fractions,
+      chartSpec,
+      summary,
+      run: await runRecord(["sensitivity", ...args], {
+        started,
+        model: { path: modelPath, format: loaded.format },
+        data: { path: await session.dataDir(), images: test.count },
+        backend,
+        workers,
+        timings: clock.timings,
+      }),
+    }),
+  );
 }

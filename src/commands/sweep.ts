@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
-import { parseFlags, parsePreprocessing, positiveInt } from "../cli/args.ts";
+import { engineFlags, parseFlags, parseKList, parsePreprocessing, positiveInt } from "../cli/args.ts";
 import { openSession, Stopwatch } from "../cli/session.ts";
 import { openOutDir } from "../cli/out_dir.ts";
 import { pickLayer } from "../model/layers.ts";
@@ -21,14 +21,19 @@ import { outputKind } from "../model/class_scores.ts";
 import { assertUncoupled } from "../model/coupling.ts";
 import { type CriterionRun, summarizeRuns, verdictsAt } from "../report/compare.ts";
 import { comparisonSeries, comparisonTable, detailTable, rankingTable } from "../report/criteria_tables.ts";
-import { type EngineName, openEngine } from "../sweep/engine.ts";
+import { openEngine } from "../sweep/engine.ts";
 import { criteriaSummary, sweepSummary } from "../report/sweep_summary.ts";
 import type { SweepResult } from "../types.ts";
 import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
-import { writeFileAtomic } from "../core/atomic.ts";
 import { accuracyChart } from "../viz/charts.ts";
-import { featureMapGridPng, featureMapPng } from "../viz/featuremaps.ts";
-import { Progress } from "../ui/progress.ts";
+import { formatSeconds, Progress } from "../ui/progress.ts";
+import { confusionAtK, confusionFromOutputs } from "../surgery/confusion.ts";
+import { writeConfusionFiles } from "../report/confusion_tables.ts";
+import { writeReport } from "../report/html.ts";
+import { runRecord } from "../report/run_record.ts";
+import { bandKs, sweepReport } from "../report/sweep_report.ts";
+import { featureMapTiles } from "../viz/featuremap_tiles.ts";
+import { writeFeatureMapFiles, writeRankingFiles } from "../report/sweep_files.ts";
 
 const HELP = `deno task sweep [options]
 
@@ -64,25 +69,11 @@ Options:
   -h, --help         this text
 
 Writes to --out: featuremaps.png, featuremap_0.png, featuremaps.json, ranking.csv, sweep.csv,
-sweep.json, accuracy.svg, accuracy.png; and per criterion sweep_<criterion>.csv. With several criteria
-sweep.csv holds k and one accuracy column per criterion (several seeds: _mean, _min, _max columns),
-ranking.csv the first criterion's ranking and ranking_<criterion>.csv the others'.`;
-
-/** Parse a K list: "0,8,16", "0:64:8" (start:stop:step, stop included) or a mix. */
-export function parseKList(v: string): number[] {
-  const ks: number[] = [];
-  for (const part of v.split(",")) {
-    const range = part.split(":").map(Number);
-    if (range.some((x) => !Number.isInteger(x) || x < 0) || range.length > 3) {
-      throw new UserError(
-        `--k: '${part}' is not a K value or a start:stop:step range of non-negative integers.`,
-      );
-    }
-    if (range.length === 1) ks.push(range[0]);
-    else for (let k = range[0]; k <= range[1]; k += range[2] ?? 1) ks.push(k);
-  }
-  return ks;
-}
+sweep.json, accuracy.svg, accuracy.png, confusion_k0.* and confusion_k<K>.* (K: the largest K within
+1 point; .csv, .json, .svg, .png), report.html (all of it on one page); and per criterion
+sweep_<criterion>.csv. With several criteria sweep.csv holds k and one accuracy column per criterion
+(several seeds: _mean, _min, _max columns), ranking.csv the first criterion's ranking and
+ranking_<criterion>.csv the others'.`;
 
 /** Run the sweep command. */
 export async function run(args: string[]): Promise<void> {
@@ -113,6 +104,7 @@ export async function run(args: string[]): Promise<void> {
     console.log(HELP);
     return;
   }
+  const started = new Date().toISOString();
   const clock = new Stopwatch();
   const batch = positiveInt("batch", values.batch, 256);
   const workers = positiveInt("workers", values.workers, 1);
@@ -122,16 +114,7 @@ export async function run(args: string[]): Promise<void> {
   const criteria = parseCriteria(values.criterion!);
   const seeds = positiveInt("seeds", values.seeds, 5);
   const taylorImages = positiveInt("taylor-images", values["taylor-images"], 512);
-  const engine: EngineName = values.naive
-    ? "naive"
-    : values.algebra
-    ? "algebra"
-    : values["dense-kernel"]
-    ? "dense-kernel"
-    : "exact";
-  if ([values.naive, values.algebra, values["dense-kernel"]].filter(Boolean).length > 1) {
-    throw new UserError("--naive, --algebra and --dense-kernel are three engines: pass one of them.");
-  }
+  const engine = engineFlags(values);
 
   // The output folder is checked and locked before any model or data is read.
   await using _claim = await openOutDir(values.out!, "--out", "sweep");
@@ -235,31 +218,13 @@ export async function run(args: string[]): Promise<void> {
   clock.restart();
   const out = values.out!;
   const [h, w, c] = layer.outputShape;
-  await writeFileAtomic(
-    join(out, "featuremaps.png"),
-    featureMapGridPng(maps, h, w, c, { sharedScale: values["shared-scale"] }),
-  );
-  await writeFileAtomic(
-    join(out, "featuremap_0.png"),
-    featureMapPng(maps, h, w, c, 0, { sharedScale: values["shared-scale"] }),
-  );
-  await writeJson(join(out, "featuremaps.json"), {
+  await writeFeatureMapFiles(out, maps, [h, w, c], {
     model: modelPath,
     layer: layer.name,
     images: test.count,
-    height: h,
-    width: w,
-    channels: c,
-    layout: "HWC: value of channel c at (y, x) is data[(y * width + x) * channels + c]",
-    data: Array.from(maps),
+    sharedScale: values["shared-scale"],
   });
-  for (const [i, c] of criteria.entries()) {
-    const mine = runs.filter((r) => r.criterion === c.name);
-    const ranked = rankingTable(i === 0 && !c.seeded ? [mine[0]] : mine, c.scoreName);
-    await writeCsv(join(out, i === 0 ? "ranking.csv" : `ranking_${c.name}.csv`), ranked.header, ranked.rows);
-    const detail = detailTable(mine);
-    await writeCsv(join(out, `sweep_${c.name}.csv`), detail.header, detail.rows);
-  }
+  await writeRankingFiles(out, criteria, runs);
   const table = runs.length === 1 ? detailTable(runs) : comparisonTable(summaries);
   await writeCsv(join(out, "sweep.csv"), table.header, table.rows);
   clock.lap("outputs");
@@ -280,16 +245,73 @@ export async function run(args: string[]): Promise<void> {
     comparison: summaries,
     verdicts,
   });
-  await writeChart(
-    join(out, "accuracy"),
-    accuracyChart(
-      runs.length === 1 ? [{ criterion: criteria[0].label, points: results }] : comparisonSeries(summaries),
-      {
-        title: `${layer.name}: test accuracy vs channels pruned (${test.count} images)`,
-        baseline,
-        channels: layer.channels,
-      },
-    ),
+  const accuracySpec = accuracyChart(
+    runs.length === 1 ? [{ criterion: criteria[0].label, points: results }] : comparisonSeries(summaries),
+    {
+      title: `${layer.name}: test accuracy vs channels pruned (${test.count} images)`,
+      baseline,
+      channels: layer.channels,
+    },
   );
-  console.log(sweepSummary(result, out, criteriaSummary(summaries, verdicts, dead, layer.channels)));
+  await writeChart(join(out, "accuracy"), accuracySpec);
+  const summary = sweepSummary(result, out, criteriaSummary(summaries, verdicts, dead, layer.channels)).split(
+    "\n",
+  );
+  console.log(summary.join("\n"));
+
+  // The confusion matrices at K = 0 and the 1-point K: from the cached outputs (masked, suffix
+  // only), or with the naive engine by zeroing the weights and running the whole model (the same
+  // counts, tested in confusion_test.ts); then report.html.
+  clock.restart();
+  const confusionKs = [...new Set([0, bandKs(result)[0].k])];
+  const confusion = engine === "naive"
+    ? await confusionAtK(
+      loaded.model,
+      layer,
+      test,
+      prep,
+      runs[0].ranking,
+      confusionKs,
+      loaded.classNames,
+      batch,
+    )
+    : await confusionFromOutputs(
+      split,
+      outputs,
+      test.labels,
+      runs[0].ranking,
+      confusionKs,
+      loaded.classNames,
+      batch,
+    );
+  for (const m of confusion) {
+    await writeConfusionFiles(out, m, { layer: layer.name, criterion: criteria[0].name });
+  }
+  clock.lap("confusion");
+  await writeReport(
+    join(out, "report.html"),
+    sweepReport({
+      result,
+      summary,
+      accuracySpec,
+      ranked: runs[0],
+      scoreName: criteria[0].scoreName,
+      rankingTable: rankingTable([runs[0]], criteria[0].scoreName),
+      tiles: featureMapTiles(maps, h, w, c),
+      confusion,
+      run: await runRecord(["sweep", ...args], {
+        started,
+        model: { path: modelPath, format: loaded.format },
+        data: { path: await session.dataDir(), images: test.count },
+        layer: layer.name,
+        backend,
+        engine,
+        workers,
+        timings: clock.timings,
+      }),
+    }),
+  );
+  console.log(
+    `report: ${join(out, "report.html")} (confusion matrices ${formatSeconds(clock.timings.confusion)})`,
+  );
 }

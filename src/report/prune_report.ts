@@ -245,13 +245,13 @@ export async function writeCompression(
 
 /**
  * Record a fine-tune in `report` and write its log (finetune-log.csv) and recovery chart; the
- * caller writes the model and compression.json again.
+ * caller writes the model and compression.json again. Returns the recovery chart's spec.
  */
 export async function writeFinetune(
   out: string,
   report: CompressionReport,
   run: { epochs: number; peakLr: number; trainImages: number; history: FinetuneEpoch[] },
-): Promise<void> {
+): Promise<object> {
   const { history } = run;
   const last = history[history.length - 1];
   await writeCsv(
@@ -260,20 +260,18 @@ export async function writeFinetune(
     history.map((h) => [h.epoch, h.lr, h.trainLoss, h.trainAccuracy, h.evalAccuracy, h.seconds]),
   );
   const label = report.layers.map((l) => `${l.layer} -${l.pruned.length}`).join(", ");
-  await writeChart(
-    join(out, "recovery"),
-    recoveryChart(
-      [
-        { epoch: 0, accuracy: report.after.accuracy },
-        ...history.map((h) => ({ epoch: h.epoch, accuracy: h.evalAccuracy! })),
-      ],
-      {
-        title: `fine-tuning after pruning ${label}`,
-        before: report.before.accuracy,
-        masked: report.masked.accuracy,
-      },
-    ),
+  const recovery = recoveryChart(
+    [
+      { epoch: 0, accuracy: report.after.accuracy },
+      ...history.map((h) => ({ epoch: h.epoch, accuracy: h.evalAccuracy! })),
+    ],
+    {
+      title: `fine-tuning after pruning ${label}`,
+      before: report.before.accuracy,
+      masked: report.masked.accuracy,
+    },
   );
+  await writeChart(join(out, "recovery"), recovery);
   report.finetuned = {
     epochs: run.epochs,
     peakLr: run.peakLr,
@@ -289,6 +287,7 @@ export async function writeFinetune(
     finetuneLog: "finetune-log.csv",
     recoveryChart: "recovery.svg",
   });
+  return recovery;
 }
 
 /** The lines `prune` prints at the end. */

@@ -119,6 +119,13 @@ export function accuracyChart(
     axis: { format: "d", tickMinStep: 1 },
   };
   const yScale = { domain: [0, 1] };
+  const y = {
+    field: "accuracy",
+    type: "quantitative",
+    title: "test accuracy",
+    scale: yScale,
+    axis: { format: ".0%" },
+  };
   const bands = series.flatMap((s) =>
     (s.band ?? []).map((b) => ({ criterion: s.criterion, k: b.k, min: b.min, max: b.max }))
   );
@@ -143,14 +150,22 @@ export function accuracyChart(
     mark: { type: "line", strokeWidth: 1.75, interpolate: "linear" },
     encoding: {
       x,
-      y: {
-        field: "accuracy",
-        type: "quantitative",
-        title: "test accuracy",
-        scale: yScale,
-        axis: { format: ".0%" },
-      },
+      y,
       color: colour,
+    },
+  });
+  // Invisible points carrying the tooltips (report.html; nothing shows in the SVG and PNG).
+  layer.push({
+    data: { values: lines },
+    mark: { type: "point", opacity: 0, filled: true, size: 60 },
+    encoding: {
+      x,
+      y,
+      tooltip: [
+        { field: "criterion" },
+        { field: "k", type: "quantitative", title: "K" },
+        { field: "accuracy", type: "quantitative", format: ".2%" },
+      ],
     },
   });
   layer.push(
@@ -274,6 +289,11 @@ export function sensitivityChart(
           },
           color: { field: "layer", type: "nominal", scale: colourScale(names), legend },
           shape: { field: "layer", type: "nominal", scale: { domain: names }, legend },
+          tooltip: [
+            { field: "layer" },
+            { field: "fraction", type: "quantitative", title: "pruned", format: ".0%" },
+            { field: "accuracy", type: "quantitative", format: ".2%" },
+          ],
         },
       },
       ...labelledRule(opts.baseline, `baseline ${percentLabel(opts.baseline)}`, undefined, {

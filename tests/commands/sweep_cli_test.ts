@@ -212,15 +212,30 @@ Deno.test("sweep: a good run writes every promised file, and sweep.csv agrees wi
     [
       "accuracy.png",
       "accuracy.svg",
+      ...[0, 9].flatMap((k) => ["csv", "json", "png", "svg"].map((e) => `confusion_k${k}.${e}`)),
       "featuremap_0.png",
       "featuremaps.json",
       "featuremaps.png",
       "ranking.csv",
+      "report.html",
       "sweep.csv",
       "sweep.json",
     ],
   );
   const json = JSON.parse(await Deno.readTextFile(join(out, "sweep.json")));
+  // K = 9 is the 1-point K here; each confusion matrix counts every image once, and its
+  // diagonal (counted by zeroing weights) is the sweep's correct count at its K.
+  for (const k of [0, 9]) {
+    const m = JSON.parse(await Deno.readTextFile(join(out, `confusion_k${k}.json`)));
+    assert.equal(m.counts.flat().reduce((s: number, x: number) => s + x, 0), 200);
+    assert.equal(
+      m.counts.reduce((s: number, row: number[], i: number) => s + row[i], 0),
+      json.results[k].correct,
+    );
+    const csv = (await Deno.readTextFile(join(out, `confusion_k${k}.csv`))).trim().split("\n");
+    assert.equal(csv.length, 11);
+    assert.equal(csv[0].split(",").length, 13);
+  }
   const csv = (await Deno.readTextFile(join(out, "sweep.csv"))).trim().split("\n");
   assert.equal(csv[0], "k,channel_pruned_at_k,accuracy,correct,total");
   assert.equal(csv.length - 1, json.channels + 1);
