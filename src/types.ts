@@ -1,6 +1,9 @@
 /** Shared domain types. Data flows one way: Dataset -> LayerOutputs -> Ranking -> SweepResult. */
 
-/** Input preprocessing: x' = (x * scale - mean[c]) / std[c], x the raw 0..255 pixel. */
+/**
+ * Input preprocessing: x' = (x * scale - mean[c]) / std[c], x the raw 0..255 pixel. A one-channel
+ * (grey) model uses mean[0] and std[0].
+ */
 export interface Preprocessing {
   scale: number;
   mean: [number, number, number];
@@ -14,13 +17,50 @@ export const DEFAULT_PREPROCESSING: Preprocessing = {
   std: [1, 1, 1],
 };
 
-/** A labelled image set: `images` is N x 32 x 32 x 3 uint8 in HWC (row-major, RGB last) order. */
+/** The pixel layout of one image (channels last). */
+export interface ImageShape {
+  height: number;
+  width: number;
+  channels: number;
+}
+
+/** CIFAR-10's images: 32 x 32 RGB. */
+export const CIFAR10_SHAPE: Readonly<ImageShape> = { height: 32, width: 32, channels: 3 };
+
+/** Pixels: bytes (0..255) from image files, or floats where an .npz holds floats or images were resized. */
+export type Pixels = Uint8Array | Float32Array;
+
+/**
+ * A labelled image set: `images` is N x H x W x C values in HWC (row-major, channels last)
+ * order, `labels` the class of each image. `shape` and `classNames` are absent only for
+ * CIFAR-10 (32 x 32 x 3, its ten classes): see {@link datasetShape}.
+ */
 export interface Dataset {
-  images: Uint8Array;
+  images: Pixels;
   labels: Uint8Array;
   count: number;
   /** Where it came from, for messages and reports. */
   source: string;
+  shape?: ImageShape;
+  classNames?: string[];
+}
+
+/**
+ * The image shape of `ds` (CIFAR-10's when it does not say).
+ *
+ * @example
+ * ```ts
+ * datasetShape({ images, labels, count, source: "x" }); // { height: 32, width: 32, channels: 3 }
+ * ```
+ */
+export function datasetShape(ds: Pick<Dataset, "shape">): ImageShape {
+  return ds.shape ?? CIFAR10_SHAPE;
+}
+
+/** Values of one image of `ds`. */
+export function imageSize(ds: Pick<Dataset, "shape">): number {
+  const s = datasetShape(ds);
+  return s.height * s.width * s.channels;
 }
 
 /** A channel ranking: `order[0]` is the channel pruned first. */

@@ -9,6 +9,11 @@ import { type BackendName, setupBackend } from "../backend.ts";
 import { type LoadedModel, loadModel } from "../model/load.ts";
 import { loadTestSet, loadTrainSet } from "../data/cifar10.ts";
 import { resolveDataDir } from "../data/fetch.ts";
+import { DATA_FORMATS, type DataFormat, detectFormat, openImageSet } from "../data/open.ts";
+import { describeShape } from "../data/image_set.ts";
+import { checkDataFits, describeIO } from "../model/load.ts";
+import { UserError } from "../core/errors.ts";
+import { Progress } from "../ui/progress.ts";
 import type { Dataset, Preprocessing } from "../types.ts";
 
 /** The model commands use when no --model is given: the one `deno task train` made for this repo. */
@@ -62,6 +67,58 @@ export interface SessionFlags {
   model?: string;
   config?: string;
   data?: string;
+  /** How to read --data (default: recognised from what it holds). */
+  format?: string;
+  /** CIFAR-100: "fine" (100 classes) or "coarse" (20). */
+  labels?: string;
+  "x-key"?: string;
+  "y-key"?: string;
+  /** Image folders: resize to the model's input. */
+  resize?: boolean;
+  /** Image folders: convert to "rgb" or "grayscale". */
+  color?: string;
+}
+
+/** The data flags every command that reads a test set takes (spread into its parseFlags options). */
+export const DATA_FLAGS = {
+  data: { type: "string" },
+  format: { type: "string" },
+  labels: { type: "string" },
+  "x-key": { type: "string" },
+  "y-key": { type: "string" },
+  resize: { type: "boolean", default: false },
+  color: { type: "string" },
+} as const;
+
+/** Their lines in a command's --help. */
+export const DATA_HELP =
+  `  --data PATH        the test data: a CIFAR-10 or CIFAR-100 binary folder, an MNIST-style IDX
+                     folder (.gz too), an .npz (x_test/y_test or x/y), or a folder of class
+                     folders of PNG/JPEG images (Keras' layout)  (default: CIFAR-10, else
+                     CIFAR10_DIR, else the cache; fetched if missing)
+  --format F         ${DATA_FORMATS.join(" | ")}: how to read --data (default: recognised)
+  --labels L         CIFAR-100: fine (100 classes) | coarse (20)         (default fine)
+  --x-key K, --y-key K  the .npz arrays of images and labels
+  --resize           image folders: resize every image bilinearly to the model's input
+  --color C          image folders: rgb | grayscale, converting where the files differ`;
+
+function dataOptions(flags: SessionFlags) {
+  if (flags.format !== undefined && !(DATA_FORMATS as readonly string[]).includes(flags.format)) {
+    throw new UserError(`--format takes ${DATA_FORMATS.join(", ")}, not '${flags.format}'.`);
+  }
+  if (flags.labels !== undefined && flags.labels !== "fine" && flags.labels !== "coarse") {
+    throw new UserError(`--labels takes fine or coarse, not '${flags.labels}'.`);
+  }
+  if (flags.color !== undefined && flags.color !== "rgb" && flags.color !== "grayscale") {
+    throw new UserError(`--color takes rgb or grayscale, not '${flags.color}'.`);
+  }
+  return {
+    format: flags.format as DataFormat | undefined,
+    labels: flags.labels as "fine" | "coarse" | undefined,
+    keys: { x: flags["x-key"], y: flags["y-key"] },
+    resize: flags.resize,
+    color: flags.color as "rgb" | "grayscale" | undefined,
+  };
 }
 
 /**
@@ -81,18 +138,56 @@ export async function openSession(
   const backend = await setupBackend((flags.backend ?? "auto") as BackendName);
   const modelPath = flags.model ?? DEFAULT_MODEL;
   const loaded = await loadModel(modelPath, { preprocessing, config: flags.config });
+  const opts = dataOptions(flags);
+  const given = flags.data ?? Deno.env.get("CIFAR10_DIR");
+  const exists = given !== undefined && await Deno.stat(given).then(() => true, () => false);
+  // A path that does not exist goes to the CIFAR-10 resolver, whose message names the ways to supply data.
+  const format = !exists ? "cifar10" : (opts.format ?? await detectFormat(given!));
   let dir: Promise<string> | undefined;
   const trains = new Map<number, Promise<Dataset>>();
-  const dataDir = () => (dir ??= resolveDataDir({ data: flags.data, fetch: true }));
+  const dataDir =
+    () => (dir ??= format === "cifar10"
+      ? resolveDataDir({ data: flags.data, fetch: true })
+      : Promise.resolve(given!));
+  const open = async (split: "test" | "train", limit: number): Promise<Dataset> => {
+    let ds: Dataset;
+    if (format === "cifar10") {
+      const d = await dataDir();
+      ds = split === "test" ? await loadTestSet(d, limit) : await loadTrainSet(d, limit);
+    } else {
+      let bar: Progress | undefined;
+      ds = await openImageSet(given!, {
+        ...opts,
+        format,
+        split,
+        target: loaded.io.shape,
+        classes: loaded.io.classes,
+        limit,
+        onProgress(done, total) {
+          bar ??= new Progress({ label: "decode images", total, unit: "img" });
+          bar.set(done);
+        },
+      });
+      bar?.done();
+      const resized = opts.resize ? `, resized bilinearly to ${describeShape(loaded.io.shape)}` : "";
+      console.error(
+        `data: ${ds.source} (${format}, ${split}: ${ds.count} images of ${
+          describeShape(loaded.io.shape)
+        } in ${ds.classNames?.length} classes${resized}); model ${describeIO(loaded.io)}`,
+      );
+    }
+    checkDataFits(loaded.io, ds, modelPath);
+    return ds;
+  };
   return {
     backend,
     modelPath,
     loaded,
     prep: loaded.preprocessing,
     dataDir,
-    testSet: async (limit = Infinity) => loadTestSet(await dataDir(), limit),
+    testSet: (limit = Infinity) => open("test", limit),
     trainSet(limit = Infinity) {
-      if (!trains.has(limit)) trains.set(limit, dataDir().then((d) => loadTrainSet(d, limit)));
+      if (!trains.has(limit)) trains.set(limit, open("train", limit));
       return trains.get(limit)!;
     },
   };

@@ -12,10 +12,10 @@
 import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
 import { parseFlags, parsePreprocessing, positiveInt, positiveNumber } from "../cli/args.ts";
-import { openSession, Stopwatch } from "../cli/session.ts";
+import { DATA_FLAGS, DATA_HELP, openSession, Stopwatch } from "../cli/session.ts";
 import { openOutDir } from "../cli/out_dir.ts";
 import { finetuneWithProgress } from "../cli/finetune_progress.ts";
-import { checkCifarModel } from "../model/load.ts";
+import { checkClassifier } from "../model/load.ts";
 import { fileSaver } from "../model/tfjs_io.ts";
 import { criterionByName, criterionNames } from "../rank/registry.ts";
 import { removeChannels } from "../surgery/remove.ts";
@@ -71,7 +71,7 @@ Options:
                            Nesterov, one-cycle, crop + flip, label smoothing) on the training set
   --finetune-lr X          peak learning rate of the fine-tune      (default ${FINETUNE_PEAK_LR})
   --train-limit N          fine-tune on the first N training images only
-  --data DIR               CIFAR-10 binary folder (else CIFAR10_DIR, else the cache; fetched if missing)
+${DATA_HELP}
   --backend B              auto | webgpu | wasm | cpu               (default auto)
   --limit N                use only the first N test images         (default all 10,000)
   --batch N                images per forward pass                  (default 256)
@@ -106,7 +106,7 @@ export async function run(args: string[]): Promise<void> {
     "finetune-epochs": { type: "string" },
     "finetune-lr": { type: "string" },
     "train-limit": { type: "string" },
-    data: { type: "string" },
+    ...DATA_FLAGS,
     backend: { type: "string", default: "auto" },
     limit: { type: "string" },
     batch: { type: "string" },
@@ -189,7 +189,7 @@ export async function run(args: string[]): Promise<void> {
   // Surgery, and the checks that the slim model is the masked model.
   const surgery = await removeChannels(loaded.model, sel.removals);
   const slim = surgery.model;
-  checkCifarModel(slim, `${modelPath} (slim)`);
+  checkClassifier(slim, `${modelPath} (slim)`);
   const check = await checkSlim(loaded.model, slim, sel.removals, test, prep, sel.masked, batch);
   clock.lap("surgery_and_check");
 

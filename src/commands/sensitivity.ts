@@ -10,7 +10,7 @@
 import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
 import { parseFlags, parsePreprocessing, positiveInt } from "../cli/args.ts";
-import { openSession, Stopwatch } from "../cli/session.ts";
+import { DATA_FLAGS, DATA_HELP, openSession, Stopwatch } from "../cli/session.ts";
 import { openOutDir } from "../cli/out_dir.ts";
 import { chanceLevelWarning } from "../sweep/summary.ts";
 import { chooseLayers, scanLayers } from "../sensitivity/run.ts";
@@ -44,7 +44,7 @@ on the cached outputs of that layer (streamed in chunks when they exceed --max-c
 Options:
   --model PATH         TF.js model.json, Keras .h5 or .keras     (default: the shipped VGG-16 model)
   --config PATH        Keras model.to_json() file, for a weights-only .h5
-  --data DIR           CIFAR-10 binary folder (else CIFAR10_DIR, else the cache; fetched if missing)
+${DATA_HELP}
   --layers L           all, or conv layer names a,b,...          (default all; 'all' skips layers
                        coupled through a residual Add, and says so)
   --fractions LIST     fractions of each layer's channels, e.g. 0,0.1,0.5 or 0:1:0.05 (stop included)
@@ -106,7 +106,7 @@ export async function run(args: string[]): Promise<void> {
   const values = parseFlags(args, {
     model: { type: "string" },
     config: { type: "string" },
-    data: { type: "string" },
+    ...DATA_FLAGS,
     layers: { type: "string", default: "all" },
     fractions: { type: "string" },
     step: { type: "string" },
@@ -200,7 +200,7 @@ export async function run(args: string[]): Promise<void> {
 
   const out = values.out!;
   const baseline = results[0].points.find((p) => p.k === 0)?.top1 ?? NaN;
-  const chance = chanceLevelWarning(baseline, test.count);
+  const chance = chanceLevelWarning(baseline, test.count, loaded.io.classes);
   if (chance) console.error(chance);
   const distiller = distillerTable(results);
   await writeCsv(join(out, "sensitivity.csv"), distiller.header, distiller.rows);

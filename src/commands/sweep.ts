@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
 import { engineFlags, parseFlags, parseKList, parsePreprocessing, positiveInt } from "../cli/args.ts";
-import { openSession, Stopwatch } from "../cli/session.ts";
+import { DATA_FLAGS, DATA_HELP, openSession, Stopwatch } from "../cli/session.ts";
 import { openOutDir } from "../cli/out_dir.ts";
 import { pickLayer } from "../model/layers.ts";
 import { splitModelAsync } from "../model/split.ts";
@@ -24,16 +24,16 @@ import { comparisonSeries, comparisonTable, detailTable, rankingTable } from "..
 import { openEngine } from "../sweep/engine.ts";
 import { criteriaSummary, sweepSummary } from "../report/sweep_summary.ts";
 import type { SweepResult } from "../types.ts";
-import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
+import { writeChart, writeCsv } from "../report/outputs.ts";
 import { accuracyChart } from "../viz/charts.ts";
 import { formatSeconds, Progress } from "../ui/progress.ts";
-import { confusionAtK, confusionFromOutputs } from "../surgery/confusion.ts";
+import { sweepConfusion } from "../surgery/confusion.ts";
 import { writeConfusionFiles } from "../report/confusion_tables.ts";
 import { writeReport } from "../report/html.ts";
 import { runRecord } from "../report/run_record.ts";
 import { bandKs, sweepReport } from "../report/sweep_report.ts";
 import { featureMapTiles } from "../viz/featuremap_tiles.ts";
-import { writeFeatureMapFiles, writeRankingFiles } from "../report/sweep_files.ts";
+import { writeFeatureMapFiles, writeRankingFiles, writeSweepJson } from "../report/sweep_files.ts";
 
 const HELP = `deno task sweep [options]
 
@@ -43,7 +43,7 @@ prune the K weakest (kernel and bias zeroed) for every K = 0..C, and chart test 
 Options:
   --model PATH       TF.js model.json, Keras .h5 or .keras      (default: the shipped VGG-16 model)
   --config PATH      Keras model.to_json() file, for a weights-only .h5
-  --data DIR         CIFAR-10 binary folder (else CIFAR10_DIR, else the cache; fetched if missing)
+${DATA_HELP}
   --layer NAME       conv layer to prune                         (default: the last Conv2D)
   --out DIR          output folder                               (default out/sweep)
   --backend B        auto | webgpu | wasm | cpu                  (default auto: webgpu on a real GPU, else wasm)
@@ -80,7 +80,7 @@ export async function run(args: string[]): Promise<void> {
   const values = parseFlags(args, {
     model: { type: "string" },
     config: { type: "string" },
-    data: { type: "string" },
+    ...DATA_FLAGS,
     layer: { type: "string" },
     out: { type: "string", default: "out/sweep" },
     backend: { type: "string", default: "auto" },
@@ -131,14 +131,11 @@ export async function run(args: string[]): Promise<void> {
   }
   const test = await session.testSet(limit);
   clock.lap("load");
+  const shape = layer.outputShape.join("x"),
+    pre = `x*${prep.scale.toPrecision(4)} - [${prep.mean}]) / [${prep.std}]`;
   console.error(
-    `sweep: ${modelPath} (${loaded.format}), layer ${layer.name} (${layer.channels} channels, ` +
-      `${
-        layer.outputShape.join("x")
-      }, ${layer.activation}), ${test.count} test images, backend ${backend}, ` +
-      `preprocessing ${loaded.preprocessingSource} (x*${
-        prep.scale.toPrecision(4)
-      } - [${prep.mean}]) / [${prep.std}]`,
+    `sweep: ${modelPath} (${loaded.format}), layer ${layer.name} (${layer.channels} channels, ${shape}, ` +
+      `${layer.activation}), ${test.count} test images, backend ${backend}, preprocessing ${loaded.preprocessingSource} (${pre}`,
   );
 
   clock.restart();
@@ -200,7 +197,7 @@ export async function run(args: string[]): Promise<void> {
   clock.lap("sweep");
 
   const baseline = results.find((r) => r.k === 0)?.accuracy ?? NaN;
-  const chance = chanceLevelWarning(baseline, test.count);
+  const chance = chanceLevelWarning(baseline, test.count, loaded.io.classes);
   if (chance) console.error(chance);
   const result: SweepResult = {
     model: modelPath,
@@ -229,20 +226,14 @@ export async function run(args: string[]): Promise<void> {
   await writeCsv(join(out, "sweep.csv"), table.header, table.rows);
   clock.lap("outputs");
   clock.total();
-  await writeJson(join(out, "sweep.json"), {
-    ...result,
-    naive: values.naive,
-    preprocessing: prep,
-    criteria: criteria.map((c) => c.name),
-    seeds: criteria.some((c) => c.seeded) ? seeds : undefined,
-    deadChannels: dead,
-    series: runs.map((r) => ({
-      criterion: r.criterion,
-      seed: r.seed,
-      order: r.ranking.order,
-      results: r.results,
-    })),
-    comparison: summaries,
+  await writeSweepJson(out, result, {
+    naive: values.naive!,
+    prep,
+    criteria,
+    seeds,
+    dead,
+    runs,
+    summaries,
     verdicts,
   });
   const accuracySpec = accuracyChart(
@@ -264,26 +255,17 @@ export async function run(args: string[]): Promise<void> {
   // counts, tested in confusion_test.ts); then report.html.
   clock.restart();
   const confusionKs = [...new Set([0, bandKs(result)[0].k])];
-  const confusion = engine === "naive"
-    ? await confusionAtK(
-      loaded.model,
-      layer,
-      test,
-      prep,
-      runs[0].ranking,
-      confusionKs,
-      loaded.classNames,
-      batch,
-    )
-    : await confusionFromOutputs(
-      split,
-      outputs,
-      test.labels,
-      runs[0].ranking,
-      confusionKs,
-      loaded.classNames,
-      batch,
-    );
+  const confusion = await sweepConfusion(engine === "naive", confusionKs, {
+    model: loaded.model,
+    layer,
+    split,
+    data: test,
+    outputs,
+    prep,
+    ranking: runs[0].ranking,
+    classes: loaded.classNames,
+    batch,
+  });
   for (const m of confusion) {
     await writeConfusionFiles(out, m, { layer: layer.name, criterion: criteria[0].name });
   }

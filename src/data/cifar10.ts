@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
-import type { Dataset } from "../types.ts";
+import { type Dataset, imageSize } from "../types.ts";
 
 export const RECORD_BYTES = 3073;
 export const IMAGE_BYTES = 3072;
@@ -111,13 +111,14 @@ export async function loadTrainSet(dir: string, limit = Infinity): Promise<Datas
   return concatDatasets(parts, join(dir, "data_batch_{1..5}.bin"));
 }
 
-/** Take `count` images starting at `start` (a view, no copy). */
-export function sliceDataset(ds: Dataset, start: number, count: number): Dataset {
+/** Take `count` images starting at `start` (a view, no copy), of any data set. */
+export function sliceDataset<D extends Dataset>(ds: D, start: number, count: number): D {
   const end = Math.min(ds.count, start + count);
+  const size = imageSize(ds);
   return {
-    images: ds.images.subarray(start * IMAGE_BYTES, end * IMAGE_BYTES),
+    ...ds,
+    images: ds.images.subarray(start * size, end * size),
     labels: ds.labels.subarray(start, end),
     count: end - start,
-    source: ds.source,
   };
 }

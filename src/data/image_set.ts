@@ -1,28 +1,17 @@
 /**
- * A labelled image set of any size: N x H x W x C uint8 pixels in HWC order, labels 0..classes-1,
- * and the class names. What every reader in src/data/ returns.
+ * Helpers every reader in src/data/ shares: the size checks made before allocating, the label
+ * check, and taking the first N images. The set itself is `Dataset` (src/types.ts) with its shape
+ * and class names filled in.
  */
 import { UserError } from "../core/errors.ts";
+import type { Dataset, ImageShape } from "../types.ts";
 
-/** The pixel layout of one image. */
-export interface ImageShape {
-  height: number;
-  width: number;
-  channels: number;
-}
+export type { ImageShape, Pixels } from "../types.ts";
 
-/** Pixels: bytes (0..255) from image files, or floats where an .npz holds floats. */
-export type Pixels = Uint8Array | Float32Array;
-
-/** A labelled image set. `images` holds count x height x width x channels values. */
-export interface ImageSet {
-  images: Pixels;
-  labels: Uint8Array;
-  count: number;
+/** A labelled image set with its shape and class names: what every reader in src/data/ returns. */
+export interface ImageSet extends Dataset {
   shape: ImageShape;
   classNames: string[];
-  /** Where it came from, for messages and reports. */
-  source: string;
 }
 
 /** Bytes of one image. */

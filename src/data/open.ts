@@ -47,7 +47,8 @@ async function isFile(path: string): Promise<boolean> {
 }
 
 /**
- * The format of `path`, by what it holds.
+ * The format of `path`, by what it holds (a folder that holds nothing we know is taken for an
+ * incomplete CIFAR-10 folder, whose reader then says what is missing).
  *
  * @example
  * ```ts
@@ -79,7 +80,9 @@ export async function detectFormat(path: string): Promise<DataFormat> {
     return "cifar100";
   }
   if (await findIdxFile(path, "t10k", "images") || await findIdxFile(path, "train", "images")) return "idx";
-  return "images";
+  for await (const e of Deno.readDir(path)) if (e.isDirectory && !e.name.startsWith(".")) return "images";
+  // Nothing recognised: CIFAR-10's reader says what a CIFAR-10 folder needs.
+  return "cifar10";
 }
 
 /**

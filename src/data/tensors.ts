@@ -1,10 +1,10 @@
 /** From uint8 images to the float tensors a model takes. */
 import * as tf from "@tensorflow/tfjs";
-import type { Dataset, Preprocessing } from "../types.ts";
-import { IMAGE_BYTES } from "./cifar10.ts";
+import { type Dataset, datasetShape, type Preprocessing } from "../types.ts";
 
 /**
- * Images `start..start+count` of `ds` as an N x 32 x 32 x 3 float32 tensor, preprocessed.
+ * Images `start..start+count` of `ds` as an N x H x W x C float32 tensor, preprocessed (channel c
+ * of a grey image uses mean[0] and std[0]).
  * The arithmetic runs in float32 in JS, so every backend sees the same input values.
  *
  * @example
@@ -14,13 +14,15 @@ import { IMAGE_BYTES } from "./cifar10.ts";
  */
 export function imagesToTensor(ds: Dataset, start: number, count: number, prep: Preprocessing): tf.Tensor4D {
   const n = Math.min(count, ds.count - start);
-  const out = new Float32Array(n * IMAGE_BYTES);
-  const src = ds.images.subarray(start * IMAGE_BYTES, (start + n) * IMAGE_BYTES);
+  const { height, width, channels } = datasetShape(ds);
+  const size = height * width * channels;
+  const out = new Float32Array(n * size);
+  const src = ds.images.subarray(start * size, (start + n) * size);
   const scale = Math.fround(prep.scale);
   const mean = prep.mean.map(Math.fround), std = prep.std.map(Math.fround);
   for (let i = 0; i < out.length; i++) {
-    const c = i % 3;
+    const c = channels === 3 ? i % 3 : 0;
     out[i] = Math.fround(Math.fround(Math.fround(src[i] * scale) - mean[c]) / std[c]);
   }
-  return tf.tensor4d(out, [n, 32, 32, 3]);
+  return tf.tensor4d(out, [n, height, width, channels]);
 }

@@ -1,11 +1,18 @@
 /**
  * One entry point from a path to a ready model: `loadModel(path)` dispatches on the format
- * (TF.js model.json, Keras .h5 / .keras), checks it is a CIFAR-10 classifier (32x32x3 in,
- * 10 classes out) and resolves its input preprocessing (metadata, else flags, else x/255).
+ * (TF.js model.json, Keras .h5 / .keras), checks it is an image classifier (one H x W x C input
+ * with 1 or 3 channels, one vector of class scores out) and resolves its input preprocessing
+ * (metadata, else flags, else x/255).
  */
 import * as tf from "@tensorflow/tfjs";
 import { UserError } from "../core/errors.ts";
-import { DEFAULT_PREPROCESSING, type Preprocessing } from "../types.ts";
+import {
+  type Dataset,
+  datasetShape,
+  DEFAULT_PREPROCESSING,
+  type ImageShape,
+  type Preprocessing,
+} from "../types.ts";
 import { fileLoader } from "./tfjs_io.ts";
 import type { RawModel } from "./keras/load.ts";
 import { CLASS_NAMES } from "../data/cifar10.ts";
@@ -19,8 +26,16 @@ export interface LoadedModel {
   /** Where the preprocessing came from. */
   preprocessingSource: "metadata" | "flags" | "default";
   classNames: string[];
+  /** The input the model takes and the classes it scores. */
+  io: ModelIO;
   /** The model's own metadata (TF.js userDefinedMetadata), if any. */
   metadata: Record<string, unknown>;
+}
+
+/** What a classifier takes and gives: its input image shape and its number of classes. */
+export interface ModelIO {
+  shape: ImageShape;
+  classes: number;
 }
 
 /** Options that complete what a model file does not say. */
@@ -51,8 +66,9 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     raw = await loadTfjs(path);
     format = "tfjs";
   }
+  let io: ModelIO;
   try {
-    checkCifarModel(raw.model, path);
+    io = checkClassifier(raw.model, path);
     checkFiniteWeights(raw.model, path);
   } catch (e) {
     raw.model.dispose();
@@ -68,7 +84,12 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     format,
     preprocessing,
     preprocessingSource: fromMeta ? "metadata" : fromFlags ? "flags" : "default",
-    classNames: Array.isArray(names) && names.length === 10 ? names : CLASS_NAMES,
+    classNames: Array.isArray(names) && names.length === io.classes
+      ? names
+      : io.classes === 10
+      ? CLASS_NAMES
+      : Array.from({ length: io.classes }, (_, i) => String(i)),
+    io,
     metadata: raw.metadata,
   };
 }
@@ -86,27 +107,74 @@ async function loadTfjs(path: string): Promise<RawModel> {
   return { model, metadata: (artifacts.userDefinedMetadata ?? {}) as Record<string, unknown> };
 }
 
-/** Throw a UserError unless `model` maps 32x32x3 images to 10 classes. */
-export function checkCifarModel(model: tf.LayersModel, path: string): void {
+/**
+ * The model's input shape and class count, or a UserError unless it maps one H x W x C image
+ * (1 or 3 channels, channels last) to one vector of class scores.
+ *
+ * @example
+ * ```ts
+ * checkClassifier(model, "m.json"); // { shape: { height: 32, width: 32, channels: 3 }, classes: 10 }
+ * ```
+ */
+export function checkClassifier(model: tf.LayersModel, path: string): ModelIO {
   if (model.inputs.length !== 1 || model.outputs.length !== 1) {
     throw new UserError(
-      `${path}: the model has ${model.inputs.length} inputs and ${model.outputs.length} outputs; a CIFAR-10 classifier has one of each.`,
+      `${path}: the model has ${model.inputs.length} inputs and ${model.outputs.length} outputs; an image classifier has one of each.`,
     );
   }
   const inShape = model.inputs[0].shape.slice(1);
-  if (inShape.length !== 3 || inShape[0] !== 32 || inShape[1] !== 32 || inShape[2] !== 3) {
+  if (
+    inShape.length !== 3 || inShape.some((d) => d === null || !(d > 0)) ||
+    (inShape[2] !== 1 && inShape[2] !== 3)
+  ) {
     throw new UserError(
       `${path}: the model's input is ${
         JSON.stringify(inShape)
-      }, not 32x32x3 (height, width, RGB channels last): it is not a CIFAR-10 model.`,
+      }, not a fixed H x W x C image with 1 or 3 channels last: prunescope needs an image classifier ` +
+        `with a fixed input size.`,
     );
   }
   const outShape = model.outputs[0].shape.slice(1);
-  if (outShape.length !== 1 || outShape[0] !== 10) {
+  if (outShape.length !== 1 || !(outShape[0]! >= 2)) {
     throw new UserError(
       `${path}: the model's output is ${
         JSON.stringify(outShape)
-      }, not 10 classes: it is not a CIFAR-10 classifier.`,
+      }, not a vector of class scores: it is not a classifier.`,
+    );
+  }
+  const [height, width, channels] = inShape as number[];
+  return { shape: { height, width, channels }, classes: outShape[0]! };
+}
+
+/** "28x28x1 -> 10". */
+export function describeIO(io: ModelIO): string {
+  return `${io.shape.height}x${io.shape.width}x${io.shape.channels} -> ${io.classes}`;
+}
+
+/**
+ * Throw a UserError unless `ds` fits the model: the same image shape, and labels within its
+ * classes (the data's class count, where it says, equal to the model's).
+ *
+ * @example
+ * ```ts
+ * checkDataFits(loaded.io, test, loaded.path); // "model expects 28x28x1 -> 10, data is 32x32x3 with 100 classes"
+ * ```
+ */
+export function checkDataFits(io: ModelIO, ds: Dataset, path: string): void {
+  const s = datasetShape(ds);
+  const classes = ds.classNames?.length ?? 10;
+  const sameShape = s.height === io.shape.height && s.width === io.shape.width &&
+    s.channels === io.shape.channels;
+  const top = ds.labels.reduce((m, y) => Math.max(m, y), 0);
+  if (!sameShape || classes !== io.classes || top >= io.classes) {
+    throw new UserError(
+      `${path}: the model expects ${
+        describeIO(io)
+      }, the data ${ds.source} is ${s.height}x${s.width}x${s.channels} ` +
+        `with ${classes} classes${
+          top >= io.classes ? ` (labels up to ${top})` : ""
+        }: pick the model's data ` +
+        `(--data, --format, --labels) or, for image folders, --resize / --color.`,
     );
   }
 }

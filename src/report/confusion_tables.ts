@@ -28,7 +28,9 @@ export function confusionTable(m: ConfusionMatrix): Table {
 }
 
 /**
- * Write `confusion_k<K>.csv`, `.json` (the matrix and `about`) and `.svg` / `.png` into `dir`.
+ * Write `confusion_k<K>.csv`, `.json` (the matrix and `about`) and `.svg` / `.png` into `dir`;
+ * past {@link MAX_CHART_CLASSES} classes the chart is left out (its cells would be unreadable, and
+ * drawing 10,000 of them takes half a minute): the CSV and JSON hold it all.
  *
  * @example
  * ```ts
@@ -44,5 +46,10 @@ export async function writeConfusionFiles(
   const t = confusionTable(m);
   await writeCsv(`${base}.csv`, t.header, t.rows);
   await writeJson(`${base}.json`, { ...about, ...m });
-  await writeChart(base, confusionChart(m, { title: `${about.layer}, K = ${m.k}` }));
+  if (m.classes.length <= MAX_CHART_CLASSES) {
+    await writeChart(base, confusionChart(m, { title: `${about.layer}, K = ${m.k}` }));
+  }
 }
+
+/** The most classes a confusion chart is drawn for. */
+export const MAX_CHART_CLASSES = 20;

@@ -1,12 +1,14 @@
 /**
- * The files of `sweep` beside its sweep.csv and sweep.json: the averaged feature maps (a grid
- * PNG, channel 0 enlarged, the maps as JSON) and the ranking and per-criterion sweep tables.
+ * The files of `sweep` beside its sweep.csv: the averaged feature maps (a grid PNG, channel 0
+ * enlarged, the maps as JSON), the ranking and per-criterion sweep tables, and sweep.json.
  */
 import { join } from "node:path";
 import { writeFileAtomic } from "../core/atomic.ts";
 import type { Criterion } from "../rank/registry.ts";
 import { featureMapGridPng, featureMapPng } from "../viz/featuremaps.ts";
-import type { CriterionRun } from "./compare.ts";
+import type { Preprocessing, SweepResult } from "../types.ts";
+import type { DeadChannel } from "../rank/activation.ts";
+import type { CriterionRun, summarizeRuns, verdictsAt } from "./compare.ts";
 import { detailTable, rankingTable } from "./criteria_tables.ts";
 import { writeCsv, writeJson } from "./outputs.ts";
 
@@ -61,4 +63,44 @@ export async function writeRankingFiles(
     const detail = detailTable(mine);
     await writeCsv(join(out, `sweep_${c.name}.csv`), detail.header, detail.rows);
   }
+}
+
+/** What sweep.json holds besides the `SweepResult`. */
+export interface SweepRecord {
+  naive: boolean;
+  prep: Preprocessing;
+  criteria: Criterion[];
+  seeds: number;
+  dead: DeadChannel[];
+  runs: CriterionRun[];
+  summaries: ReturnType<typeof summarizeRuns>;
+  verdicts: ReturnType<typeof verdictsAt>;
+}
+
+/**
+ * sweep.json: the result, the preprocessing, the criteria (and seeds), the dead channels, every
+ * series with its ranking order, and the criteria comparison.
+ *
+ * @example
+ * ```ts
+ * await writeSweepJson("out/sweep", result, { naive: false, prep, criteria, seeds: 5, dead, runs, summaries, verdicts });
+ * ```
+ */
+export async function writeSweepJson(out: string, result: SweepResult, r: SweepRecord): Promise<void> {
+  await writeJson(join(out, "sweep.json"), {
+    ...result,
+    naive: r.naive,
+    preprocessing: r.prep,
+    criteria: r.criteria.map((c) => c.name),
+    seeds: r.criteria.some((c) => c.seeded) ? r.seeds : undefined,
+    deadChannels: r.dead,
+    series: r.runs.map((run) => ({
+      criterion: run.criterion,
+      seed: run.seed,
+      order: run.ranking.order,
+      results: run.results,
+    })),
+    comparison: r.summaries,
+    verdicts: r.verdicts,
+  });
 }

@@ -129,3 +129,35 @@ export async function confusionFromOutputs(
   }
   return matrices;
 }
+
+/** What {@link sweepConfusion} needs: a sweep's model, layer, data, cached outputs and ranking. */
+export interface SweepConfusionInput {
+  model: tf.LayersModel;
+  layer: LayerRef;
+  split: SplitModel;
+  data: Dataset;
+  outputs: LayerOutputs;
+  prep: Preprocessing;
+  ranking: Ranking;
+  classes: string[];
+  batch?: number;
+}
+
+/**
+ * The confusion matrices of a sweep at `ks`: by the naive method (weights zeroed, the whole
+ * model run) when `naive`, else from the cached layer outputs (the same counts).
+ *
+ * @example
+ * ```ts
+ * const [k0, k1] = await sweepConfusion(false, [0, 42], { model, layer, split, data, outputs, prep, ranking, classes });
+ * ```
+ */
+export function sweepConfusion(
+  naive: boolean,
+  ks: number[],
+  s: SweepConfusionInput,
+): Promise<ConfusionMatrix[]> {
+  return naive
+    ? confusionAtK(s.model, s.layer, s.data, s.prep, s.ranking, ks, s.classes, s.batch)
+    : confusionFromOutputs(s.split, s.outputs, s.data.labels, s.ranking, ks, s.classes, s.batch);
+}

@@ -43,5 +43,5 @@ export function chanceLevelWarning(accuracy: number, images: number, classes = 1
   if (!(accuracy <= chance + margin)) return null;
   return `warning: the baseline accuracy (K = 0) is ${(accuracy * 100).toFixed(2)}% on ${images} images, ` +
     `chance level for ${classes} classes, so the chart says nothing about pruning. Likely causes: wrong ` +
-    `preprocessing (--scale, --mean, --std), a different class order than CIFAR-10's, or an untrained model.`;
+    `preprocessing (--scale, --mean, --std), a different class order than the data's, or an untrained model.`;
 }

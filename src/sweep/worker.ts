@@ -17,7 +17,7 @@ import * as tf from "@tensorflow/tfjs";
 import { type BackendName, setupBackend } from "../backend.ts";
 import { pickLayer } from "../model/layers.ts";
 import { type SplitModel, splitModelAsync } from "../model/split.ts";
-import type { Preprocessing } from "../types.ts";
+import type { Pixels, Preprocessing } from "../types.ts";
 import { computeLayerOutputs, type LayerOutputs } from "../activations/layer_outputs.ts";
 import { engineRows } from "./linear_head.ts";
 import { sweepIncremental } from "./engines/change_only.ts";
@@ -27,7 +27,7 @@ import { postProgress, serveRequests } from "../parallel/protocol.ts";
 /** A request to a worker. */
 export type WorkerRequest =
   | { id: number; type: "init"; backend: BackendName; artifacts: tf.io.ModelArtifacts; layer: string }
-  | { id: number; type: "prefix"; images: Uint8Array; count: number; prep: Preprocessing; batch: number }
+  | { id: number; type: "prefix"; images: Pixels; count: number; prep: Preprocessing; batch: number }
   | { id: number; type: "outputs"; outputs: LayerOutputs }
   | {
     id: number;
@@ -62,7 +62,14 @@ async function handle(msg: WorkerRequest): Promise<unknown> {
   }
   if (!model || !split) throw new Error("worker used before init");
   if (msg.type === "prefix") {
-    const ds = { images: msg.images, labels: new Uint8Array(msg.count), count: msg.count, source: "pool" };
+    const [, height, width, channels] = model.inputs[0].shape as number[];
+    const ds = {
+      images: msg.images,
+      labels: new Uint8Array(msg.count),
+      count: msg.count,
+      source: "pool",
+      shape: { height, width, channels },
+    };
     kept = await computeLayerOutputs(split, ds, msg.prep, {
       batch: msg.batch,
       maxBytes: Infinity,

@@ -4,7 +4,7 @@
  * label smoothing and random crop + flip. No checkpoints: a fine-tune is short.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { Dataset, Preprocessing } from "../types.ts";
+import { type Dataset, datasetShape, type Preprocessing } from "../types.ts";
 import { imagesToTensor } from "../data/tensors.ts";
 import { activationName } from "../model/layers.ts";
 import { evaluate } from "../model/evaluate.ts";
@@ -81,13 +81,13 @@ export async function finetune(
       let lossSum = 0, correct = 0, seen = 0, lr = 0;
       for (let s = 0; s < stepsPerEpoch; s++) {
         const idx = order.subarray(s * batch, (s + 1) * batch);
-        const raw = gatherBatch(data.images, idx, true, rand);
+        const raw = gatherBatch(data.images, idx, true, rand, 4, datasetShape(data));
         const labels = new Uint8Array(batch);
         idx.forEach((j, i) => (labels[i] = data.labels[j]));
         lr = oneCycle(epoch * stepsPerEpoch + s, totalSteps, peakLr);
         const [loss, hits] = await readScalars(tf.tidy(() => {
           const x = imagesToTensor(
-            { images: raw, labels, count: batch, source: "" },
+            { images: raw, labels, count: batch, source: "", shape: data.shape },
             0,
             batch,
             opts.preprocessing,

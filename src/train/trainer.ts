@@ -5,8 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
-import type { Dataset, Preprocessing } from "../types.ts";
-import { IMAGE_BYTES } from "../data/cifar10.ts";
+import { type Dataset, datasetShape, imageSize, type Preprocessing } from "../types.ts";
 import { imagesToTensor } from "../data/tensors.ts";
 import { buildVgg } from "../model/vgg.ts";
 import { buildResnet20 } from "../model/resnet.ts";
@@ -120,23 +119,25 @@ interface CheckpointState {
   history: EpochLog[];
 }
 
-/** Per-channel mean and std of `ds` on the 0..1 scale: the preprocessing the model is trained with. */
+/**
+ * Per-channel mean and std of `ds` on the 0..1 scale: the preprocessing the model is trained with
+ * (a grey set's one value repeated in the three slots).
+ */
 export function channelStats(ds: Dataset): Preprocessing {
-  const sum = [0, 0, 0], sq = [0, 0, 0];
-  for (let i = 0; i < ds.count * IMAGE_BYTES; i++) {
+  const c = datasetShape(ds).channels;
+  const sum = new Array(c).fill(0), sq = new Array(c).fill(0);
+  const size = ds.count * imageSize(ds);
+  for (let i = 0; i < size; i++) {
     const v = ds.images[i] / 255;
-    sum[i % 3] += v;
-    sq[i % 3] += v * v;
+    sum[i % c] += v;
+    sq[i % c] += v * v;
   }
-  const n = ds.count * 1024;
+  const n = size / c;
   const mean = sum.map((s) => s / n);
-  const std = sq.map((s, c) => Math.sqrt(s / n - mean[c] * mean[c]));
+  const std = sq.map((s, k) => Math.sqrt(s / n - mean[k] * mean[k]));
   const r = (x: number) => Math.round(x * 1e4) / 1e4;
-  return {
-    scale: 1 / 255,
-    mean: mean.map(r) as Preprocessing["mean"],
-    std: std.map(r) as Preprocessing["std"],
-  };
+  const three = (v: number[]) => [0, 1, 2].map((k) => r(v[k % c])) as Preprocessing["mean"];
+  return { scale: 1 / 255, mean: three(mean), std: three(std) };
 }
 
 /**
@@ -171,7 +172,7 @@ export async function evaluateLoss(
       const x = imagesToTensor(ds, start, batch, prep);
       const p = model.predict(x) as tf.Tensor2D;
       const y = tf.tensor1d(ds.labels.subarray(start, start + x.shape[0]), "int32");
-      const nll = tf.neg(tf.log(tf.clipByValue(p, 1e-7, 1)).mul(tf.oneHot(y, 10)).sum());
+      const nll = tf.neg(tf.log(tf.clipByValue(p, 1e-7, 1)).mul(tf.oneHot(y, p.shape[1])).sum());
       return [nll, p.argMax(-1).equal(y).sum()];
     }));
     loss += l;
@@ -182,7 +183,8 @@ export async function evaluateLoss(
 
 /** Mean cross-entropy of probabilities `p` against one-hot `labels` smoothed by `smoothing`. */
 export function smoothedCrossEntropy(p: tf.Tensor, labels: tf.Tensor1D, smoothing: number): tf.Scalar {
-  const target = tf.oneHot(labels, 10).toFloat().mul(1 - smoothing).add(smoothing / 10);
+  const classes = p.shape[p.shape.length - 1];
+  const target = tf.oneHot(labels, classes).toFloat().mul(1 - smoothing).add(smoothing / classes);
   return tf.neg(tf.log(tf.clipByValue(p, 1e-7, 1)).mul(target).sum(-1)).mean() as tf.Scalar;
 }
 
@@ -194,12 +196,19 @@ export function splitTrainVal(
 ): { train: Int32Array; val: Dataset } {
   const perm = permutation(ds.count, mulberry32(seed ^ 0x5eed));
   const valIdx = perm.subarray(ds.count - valSize);
-  const images = gatherBatch(ds.images, valIdx, false, () => 0);
+  const images = gatherBatch(ds.images, valIdx, false, () => 0, 4, datasetShape(ds));
   const labels = new Uint8Array(valIdx.length);
   valIdx.forEach((j, i) => (labels[i] = ds.labels[j]));
   return {
     train: perm.slice(0, ds.count - valSize),
-    val: { images, labels, count: valIdx.length, source: `${ds.source} (validation split)` },
+    val: {
+      images,
+      labels,
+      count: valIdx.length,
+      source: `${ds.source} (validation split)`,
+      shape: ds.shape,
+      classNames: ds.classNames,
+    },
   };
 }
 
@@ -266,13 +275,13 @@ export async function train(opts: {
     for (let s = 0; s < stepsPerEpoch; s++) {
       const idx = new Int32Array(recipe.batch);
       for (let i = 0; i < recipe.batch; i++) idx[i] = trainIdx[order[s * recipe.batch + i]];
-      const raw = gatherBatch(opts.data.images, idx, true, rand);
+      const raw = gatherBatch(opts.data.images, idx, true, rand, 4, datasetShape(opts.data));
       const labels = new Uint8Array(recipe.batch);
       idx.forEach((j, i) => (labels[i] = opts.data.labels[j]));
       lr = learningRate(recipe, epoch, s, stepsPerEpoch);
       const [loss, hits] = await readScalars(tf.tidy(() => {
         const x = imagesToTensor(
-          { images: raw, labels, count: recipe.batch, source: "" },
+          { images: raw, labels, count: recipe.batch, source: "", shape: opts.data.shape },
           0,
           recipe.batch,
           prep,

@@ -290,5 +290,7 @@ Deno.test("openImageSet: the format is recognised from what --data holds", async
     await rejects(detectFormat(join(dir, "x.npy")), /holds one array: save the images and labels together/);
     await rejects(detectFormat(join(dir, "nope")), /no data at .*nope: it does not exist/);
     assert.equal(await detectFormat(dir), "images");
+    const empty = await Deno.makeTempDir({ dir });
+    assert.equal(await detectFormat(empty), "cifar10"); // CIFAR-10's reader then says what is missing
   });
 });

@@ -15,8 +15,7 @@ import { UserError } from "../../core/errors.ts";
 import type { BackendName } from "../../backend.ts";
 import type { LayerRef } from "../../model/layers.ts";
 import { splitModelAsync } from "../../model/split.ts";
-import type { Dataset, Preprocessing, Ranking, SweepPoint } from "../../types.ts";
-import { IMAGE_BYTES } from "../../data/cifar10.ts";
+import { type Dataset, imageSize, type Preprocessing, type Ranking, type SweepPoint } from "../../types.ts";
 import { DEFAULT_MAX_OUTPUT_BYTES, type LayerOutputs } from "../../activations/layer_outputs.ts";
 import { resolveKValues, sweepPoint } from "../kvalues.ts";
 import { changeCounts } from "./change_only.ts";
@@ -140,7 +139,7 @@ export class SweepPool {
     const done = ranges.map(() => 0);
     const parts = await Promise.all(ranges.map(([s, e], w) => {
       if (e === s) return Promise.resolve(null);
-      const images = ds.images.slice(s * IMAGE_BYTES, e * IMAGE_BYTES);
+      const images = ds.images.slice(s * imageSize(ds), e * imageSize(ds));
       return this.workers[w].request<LayerOutputs>(
         { type: "prefix", images, count: e - s, prep, batch: opts.batch ?? 256 },
         (n) => {
