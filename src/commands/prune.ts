@@ -35,9 +35,9 @@ import {
   writeCompression,
   writeFinetune,
 } from "../report/prune_report.ts";
-import { writeReport } from "../report/html.ts";
-import { pruneReport } from "../report/prune_page.ts";
-import { runRecord } from "../report/run_record.ts";
+import { writeReport } from "../report/page/html.ts";
+import { pruneReport } from "../report/page/prune_page.ts";
+import { runRecord } from "../report/page/run_record.ts";
 
 const HELP = `deno task prune [options]
 

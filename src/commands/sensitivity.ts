@@ -25,9 +25,9 @@ import {
 } from "../sensitivity/scan.ts";
 import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
 import { distillerTable, nniTable, sensitivitySummary } from "../report/sensitivity_tables.ts";
-import { writeReport } from "../report/html.ts";
-import { runRecord } from "../report/run_record.ts";
-import { sensitivityReport } from "../report/sensitivity_report.ts";
+import { writeReport } from "../report/page/html.ts";
+import { runRecord } from "../report/page/run_record.ts";
+import { sensitivityReport } from "../report/page/sensitivity_page.ts";
 import { sensitivityChart } from "../viz/charts.ts";
 import { Progress } from "../ui/progress.ts";
 

@@ -29,9 +29,9 @@ import { accuracyChart } from "../viz/charts.ts";
 import { formatSeconds, Progress } from "../ui/progress.ts";
 import { sweepConfusion } from "../surgery/confusion.ts";
 import { writeConfusionFiles } from "../report/confusion_tables.ts";
-import { writeReport } from "../report/html.ts";
-import { runRecord } from "../report/run_record.ts";
-import { bandKs, sweepReport } from "../report/sweep_report.ts";
+import { writeReport } from "../report/page/html.ts";
+import { runRecord } from "../report/page/run_record.ts";
+import { bandKs, sweepReport } from "../report/page/sweep_page.ts";
 import { featureMapTiles } from "../viz/featuremap_tiles.ts";
 import { writeFeatureMapFiles, writeRankingFiles, writeSweepJson } from "../report/sweep_files.ts";
 

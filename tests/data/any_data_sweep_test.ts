@@ -43,7 +43,6 @@ for (const [name, model, data] of CASES) {
 }
 
 Deno.test("sweep, any data: IDX and .npz of the same images give the same counts", async () => {
-  Deno.env.set("PRUNESCOPE_NO_PROGRESS", "1");
   await withTempDir(async (dir) => {
     const m = ["--model", fixture("models/tiny-gray/model.json")];
     assert.deepEqual(

@@ -365,6 +365,8 @@ Deno.test("deno task fetch-data end to end: progress on stderr, one-line errors,
       const dest = join(root, "data");
       const perms = ["--allow-read", `--allow-write=${root}`, "--allow-env", "--allow-net=127.0.0.1"];
       const env = {
+        // Other test files quiet their bars with PRUNESCOPE_NO_PROGRESS; this child must draw its own.
+        PRUNESCOPE_NO_PROGRESS: "0",
         PRUNESCOPE_CIFAR10_SHA256: sha256(tgz),
         PRUNESCOPE_CIFAR10_SIZE: String(tgz.length),
         PRUNESCOPE_CIFAR10_RECORDS: String(RECORDS),

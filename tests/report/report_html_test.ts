@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { main } from "../../main.ts";
-import { reportHtml, type ReportRecord } from "../../src/report/html.ts";
+import { reportHtml, type ReportRecord } from "../../src/report/page/html.ts";
 import { classAccuracyChart } from "../../src/viz/class_charts.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));

@@ -4,14 +4,14 @@
  * accuracy against K when the sweep has it, the ranking table and the run record. Pure: plain
  * numbers in, a `ReportRecord` out.
  */
-import type { SweepResult } from "../types.ts";
-import type { ConfusionMatrix } from "../surgery/confusion.ts";
-import type { CriterionRun } from "./compare.ts";
-import { largestKWithin, SUMMARY_BANDS } from "../sweep/summary.ts";
-import { classAccuracyChart, type ClassAccuracyData, confusionChart } from "../viz/class_charts.ts";
+import type { SweepResult } from "../../types.ts";
+import type { ConfusionMatrix } from "../../surgery/confusion.ts";
+import type { CriterionRun } from "../compare.ts";
+import { largestKWithin, SUMMARY_BANDS } from "../../sweep/summary.ts";
+import { classAccuracyChart, type ClassAccuracyData, confusionChart } from "../../viz/class_charts.ts";
 import type { ReportChart, ReportRecord, ReportTable, RunRecord } from "./html.ts";
-import type { Table } from "./criteria_tables.ts";
-import { confusionTable } from "./confusion_tables.ts";
+import type { Table } from "../criteria_tables.ts";
+import { confusionTable } from "../confusion_tables.ts";
 
 /** What {@link sweepReport} needs. */
 export interface SweepReportInput {

@@ -4,10 +4,10 @@
  * the before / masked / slim (/ fine-tuned) figures and the run record. Pure: plain numbers in,
  * a `ReportRecord` out.
  */
-import type { SweepPoint } from "../types.ts";
-import { accuracyChart } from "../viz/charts.ts";
+import type { SweepPoint } from "../../types.ts";
+import { accuracyChart } from "../../viz/charts.ts";
 import type { ReportChart, ReportRecord, RunRecord } from "./html.ts";
-import type { CompressionReport, ModelFigures } from "./prune_report.ts";
+import type { CompressionReport, ModelFigures } from "../prune_report.ts";
 
 /** What {@link pruneReport} needs besides compression.json's record. */
 export interface PrunePageInput {

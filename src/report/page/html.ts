@@ -9,8 +9,8 @@
  * `data-console-errors`, so a headless browser can check it (tests/report_html_test.ts).
  */
 import { Buffer } from "node:buffer";
-import { writeFileAtomic } from "../core/atomic.ts";
-import type { CsvCell } from "./outputs.ts";
+import { writeFileAtomic } from "../../core/atomic.ts";
+import type { CsvCell } from "../outputs.ts";
 
 /** A chart of the page: a vega-lite spec, drawn into its own block. */
 export interface ReportChart {

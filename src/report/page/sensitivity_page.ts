@@ -3,9 +3,9 @@
  * fraction), the Distiller-layout table (folded) and the run record. Pure: plain numbers in, a
  * `ReportRecord` out.
  */
-import type { LayerSensitivityResult } from "../sensitivity/scan.ts";
+import type { LayerSensitivityResult } from "../../sensitivity/scan.ts";
 import type { ReportRecord, RunRecord } from "./html.ts";
-import { distillerTable, nniTable } from "./sensitivity_tables.ts";
+import { distillerTable, nniTable } from "../sensitivity_tables.ts";
 
 /** What {@link sensitivityReport} needs. */
 export interface SensitivityReportInput {
