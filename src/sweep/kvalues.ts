@@ -1,8 +1,10 @@
 /**
  * What every sweep engine shares: the K values of a sweep, the rank position of each channel, one
- * sweep point per K, and the device memory an engine aims to stay under.
+ * sweep point per K, the device memory an engine aims to stay under, and the check of its inputs.
  */
 import type { Ranking, SweepPoint } from "../types.ts";
+import type { LayerRef } from "../model/layers.ts";
+import type { LayerOutputs } from "../activations/layer_outputs.ts";
 
 /** Device memory the fast sweep aims to stay under, unless told otherwise (256 MiB). */
 export const DEFAULT_MEMORY_BUDGET = 256 * 2 ** 20;
@@ -42,4 +44,14 @@ export function rankPositions(ranking: Ranking, channels: number): Int32Array {
     position[c] = i;
   });
   return position;
+}
+
+/** An Error (a bug of ours, not the user's) when `out` is not `layer`'s outputs or `labels` are too few. */
+export function checkSweepInputs(layer: LayerRef, out: LayerOutputs, labels: Uint8Array): void {
+  const { count, height, width, channels } = out;
+  if (labels.length < count) throw new Error(`${labels.length} labels for ${count} images`);
+  const [h, w, c] = layer.outputShape;
+  if (h !== height || w !== width || c !== channels) {
+    throw new Error(`layer outputs are ${height}x${width}x${channels}, the layer's ${h}x${w}x${c}`);
+  }
 }

@@ -19,7 +19,13 @@ import type { SplitModel } from "../../model/split.ts";
 import type { Ranking, SweepPoint } from "../../types.ts";
 import type { LayerOutputs } from "../../activations/layer_outputs.ts";
 import type { RowSource } from "../rows.ts";
-import { DEFAULT_MEMORY_BUDGET, rankPositions, resolveKValues, sweepPoint } from "../kvalues.ts";
+import {
+  checkSweepInputs,
+  DEFAULT_MEMORY_BUDGET,
+  rankPositions,
+  resolveKValues,
+  sweepPoint,
+} from "../kvalues.ts";
 import { pauseForSignals } from "../../core/interrupt.ts";
 
 /** Options of `sweepIncremental`. */
@@ -192,12 +198,8 @@ export async function sweepIncremental(
   ranking: Ranking,
   opts: IncrementalSweepOptions = {},
 ): Promise<SweepPoint[]> {
-  const { count, height, width, channels } = out;
-  if (labels.length < count) throw new Error(`${labels.length} labels for ${count} images`);
-  const [h, w, c] = split.layer.outputShape;
-  if (h !== height || w !== width || c !== channels) {
-    throw new Error(`layer outputs are ${height}x${width}x${channels}, the layer's ${h}x${w}x${c}`);
-  }
+  const { count, channels } = out;
+  checkSweepInputs(split.layer, out, labels);
   const ks = resolveKValues(opts.kValues, channels);
   rankPositions(ranking, channels); // validates the ranking
   const order = ranking.order;

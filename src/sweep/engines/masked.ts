@@ -17,7 +17,13 @@ import type { Ranking, SweepPoint } from "../../types.ts";
 import type { LayerOutputs } from "../../activations/layer_outputs.ts";
 import { defaultMasking, maskChannelsStacked, type MaskingSite, maskStackInto } from "../mask.ts";
 import { countCorrect } from "../../model/evaluate.ts";
-import { DEFAULT_MEMORY_BUDGET, rankPositions, resolveKValues, sweepPoint } from "../kvalues.ts";
+import {
+  checkSweepInputs,
+  DEFAULT_MEMORY_BUDGET,
+  rankPositions,
+  resolveKValues,
+  sweepPoint,
+} from "../kvalues.ts";
 import { pauseForSignals } from "../../core/interrupt.ts";
 
 /** Options of `sweepFast`. */
@@ -118,12 +124,8 @@ export async function sweepFast(
   ranking: Ranking,
   opts: FastSweepOptions = {},
 ): Promise<SweepPoint[]> {
-  const { count, height, width, channels } = out;
-  if (labels.length < count) throw new Error(`${labels.length} labels for ${count} images`);
-  const [h, w, c] = split.layer.outputShape;
-  if (h !== height || w !== width || c !== channels) {
-    throw new Error(`layer outputs are ${height}x${width}x${channels}, the layer's ${h}x${w}x${c}`);
-  }
+  const { count, channels } = out;
+  checkSweepInputs(split.layer, out, labels);
   const ks = resolveKValues(opts.kValues, channels);
   const position = rankPositions(ranking, channels);
   // Run the channel-local layers after the cut (activation, BatchNorm, MaxPool) once per image,
