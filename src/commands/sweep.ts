@@ -8,7 +8,15 @@
  */
 import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
-import { engineFlags, parseFlags, parseKList, parsePreprocessing, positiveInt } from "../cli/args.ts";
+import {
+  engineFlag,
+  parseFlags,
+  parseKList,
+  parsePreprocessing,
+  positiveInt,
+  workersFlag,
+} from "../cli/args.ts";
+import { planResources } from "../cli/resources.ts";
 import { openSession, Stopwatch } from "../cli/session.ts";
 import { openOutDir } from "../cli/out_dir.ts";
 import { pickLayer } from "../model/layers.ts";
@@ -21,7 +29,7 @@ import { outputKind } from "../model/class_scores.ts";
 import { assertUncoupled } from "../model/coupling.ts";
 import { type CriterionRun, summarizeRuns, verdictsAt } from "../report/compare.ts";
 import { comparisonSeries, comparisonTable, detailTable, rankingTable } from "../report/criteria_tables.ts";
-import { openEngine } from "../sweep/engine.ts";
+import { chooseEngine, openEngine } from "../sweep/engine.ts";
 import { criteriaSummary, sweepSummary } from "../report/sweep_summary.ts";
 import type { SweepResult } from "../types.ts";
 import { writeChart, writeCsv, writeJson } from "../report/outputs.ts";
@@ -29,6 +37,7 @@ import { accuracyChart } from "../viz/charts.ts";
 import { formatSeconds, Progress } from "../ui/progress.ts";
 import { confusionAtK, confusionFromOutputs } from "../surgery/confusion.ts";
 import { writeConfusionFiles } from "../report/confusion_tables.ts";
+import { classAccuracyData, writeClassFiles } from "../report/class_tables.ts";
 import { writeReport } from "../report/html.ts";
 import { runRecord } from "../report/run_record.ts";
 import { bandKs, sweepReport } from "../report/sweep_report.ts";
@@ -47,16 +56,19 @@ Options:
   --layer NAME       conv layer to prune                         (default: the last Conv2D)
   --out DIR          output folder                               (default out/sweep)
   --backend B        auto | webgpu | wasm | cpu                  (default auto: webgpu on a real GPU, else wasm)
-  --batch N          images per forward pass                     (default 256)
+  --batch N          images per forward pass      (default auto: what the memory budget holds, 16-1024)
   --limit N          use only the first N test images            (default all 10,000)
-  --naive            the lab's literal method: zero the weights and re-run the whole model for each K
-  --workers N        worker threads sharing the prefix pass and the sweep (same results)  (default 1)
-  --algebra          faster on big dense heads: update the first Dense layer per pruned channel
-                     instead of recomputing it, and run the relu Dense layers after it on a kernel
-                     that skips zeros; the last bits of a score can differ, so an image at a near-tie
-                     can flip (bench --verify counts them). Off by default.
-  --dense-kernel     faster on big dense heads and exact: run the Dense layers after the pruned
-                     layer on prunescope's wasm kernel that skips zeros (the plain path's counts)
+  --workers N|auto   worker threads sharing the prefix pass and the sweep (same results)
+                     (default auto: the cores, capped by memory, 1024 images a worker at least)
+  --engine E         how each K is evaluated (default auto: dense-kernel where it applies, else exact):
+                     exact         re-run the suffix only for images whose layer output changed
+                     dense-kernel  the same rows, the Dense layers after the layer on prunescope's
+                                   wasm kernel that skips zeros: exact, faster on dense heads
+                     algebra       update the first Dense layer per pruned channel instead of
+                                   recomputing it; the last bits of a score can differ, so an image
+                                   at a near-tie can flip (bench --verify counts them)
+                     naive         the lab's literal method: zero the weights, re-run the whole model
+                     (--naive, --algebra, --dense-kernel: the same, as aliases)
   --k LIST           only these K values, e.g. 0,8,16 or 0:64:8  (default 0..C)
   --criterion LIST   ranking criteria to compare, e.g. mean,apoz,l1,random,largest  (default mean)
                      one of: ${criterionNames()}
@@ -69,7 +81,8 @@ Options:
   -h, --help         this text
 
 Writes to --out: featuremaps.png, featuremap_0.png, featuremaps.json, ranking.csv, sweep.csv,
-sweep.json, accuracy.svg, accuracy.png, confusion_k0.* and confusion_k<K>.* (K: the largest K within
+sweep.json, accuracy.svg, accuracy.png, sweep_classes.csv (per-class correct and accuracy for every K)
+and sweep_classes.svg/.png (its heatmap), confusion_k0.* and confusion_k<K>.* (K: the largest K within
 1 point; .csv, .json, .svg, .png), report.html (all of it on one page); and per criterion
 sweep_<criterion>.csv. With several criteria sweep.csv holds k and one accuracy column per criterion
 (several seeds: _mean, _min, _max columns), ranking.csv the first criterion's ranking and
@@ -86,6 +99,7 @@ export async function run(args: string[]): Promise<void> {
     backend: { type: "string", default: "auto" },
     batch: { type: "string" },
     limit: { type: "string" },
+    engine: { type: "string" },
     naive: { type: "boolean", default: false },
     algebra: { type: "boolean", default: false },
     "dense-kernel": { type: "boolean", default: false },
@@ -106,15 +120,15 @@ export async function run(args: string[]): Promise<void> {
   }
   const started = new Date().toISOString();
   const clock = new Stopwatch();
-  const batch = positiveInt("batch", values.batch, 256);
-  const workers = positiveInt("workers", values.workers, 1);
+  const batchFlag = values.batch === undefined ? undefined : positiveInt("batch", values.batch, 256);
+  const workersChoice = workersFlag(values.workers);
   const limit = positiveInt("limit", values.limit, Infinity);
   const flags = parsePreprocessing(values);
   const kValues = values.k === undefined ? undefined : parseKList(values.k);
   const criteria = parseCriteria(values.criterion!);
   const seeds = positiveInt("seeds", values.seeds, 5);
   const taylorImages = positiveInt("taylor-images", values["taylor-images"], 512);
-  const engine = engineFlags(values);
+  const engineChoice = engineFlag(values);
 
   // The output folder is checked and locked before any model or data is read.
   await using _claim = await openOutDir(values.out!, "--out", "sweep");
@@ -131,6 +145,23 @@ export async function run(args: string[]): Promise<void> {
   }
   const test = await session.testSet(limit);
   clock.lap("load");
+  clock.restart();
+  const split = await splitModelAsync(loaded.model, layer);
+  const task = { model: loaded.model, layer, split, data: test, prep };
+  const plan = planResources({
+    workers: workersChoice,
+    batch: batchFlag,
+    images: test.count,
+    model: loaded.model,
+    backend,
+  });
+  const { workers, batch } = plan;
+  const chosen = await chooseEngine(engineChoice, task, { backend, workers });
+  const engine = chosen.name;
+  console.error(
+    `sweep: engine ${engine} (${chosen.why}), workers ${workers} (${plan.why.workers}), ` +
+      `batch ${batch} (${plan.why.batch})`,
+  );
   console.error(
     `sweep: ${modelPath} (${loaded.format}), layer ${layer.name} (${layer.channels} channels, ` +
       `${
@@ -141,14 +172,13 @@ export async function run(args: string[]): Promise<void> {
       } - [${prep.mean}]) / [${prep.std}]`,
   );
 
-  clock.restart();
-  const split = await splitModelAsync(loaded.model, layer);
   // The engine refuses here, before the prefix pass, what does not apply; with --workers N its
   // workers share the prefix pass and the sweeps (closed when run() returns).
-  using sweeper = await openEngine(engine, { model: loaded.model, layer, split, data: test, prep }, {
+  using sweeper = await openEngine(engine, task, {
     workers,
     backend,
     batch,
+    memoryBudgetBytes: plan.memoryBudgetBytes,
   });
   const prefixBar = new Progress({ label: "layer outputs", total: test.count, unit: "img" });
   const outputs = await sweeper.layerOutputs({ batch, onProgress: (n) => prefixBar.set(n) });
@@ -174,7 +204,7 @@ export async function run(args: string[]): Promise<void> {
 
   const ks = kValues ?? Array.from({ length: layer.channels + 1 }, (_, k) => k);
   const sweepBar = new Progress({
-    label: values.naive ? "naive sweep" : "sweep",
+    label: engine === "naive" ? "naive sweep" : "sweep",
     total: ks.length * rankings.length,
     unit: "K",
   });
@@ -227,15 +257,23 @@ export async function run(args: string[]): Promise<void> {
   await writeRankingFiles(out, criteria, runs);
   const table = runs.length === 1 ? detailTable(runs) : comparisonTable(summaries);
   await writeCsv(join(out, "sweep.csv"), table.header, table.rows);
+  const classAccuracy = classAccuracyData(results, loaded.classNames, test.labels, test.count);
+  if (classAccuracy) await writeClassFiles(out, classAccuracy, layer.name);
   clock.lap("outputs");
   clock.total();
   await writeJson(join(out, "sweep.json"), {
     ...result,
-    naive: values.naive,
+    naive: engine === "naive",
+    workers,
+    batch,
+    memoryBudgetBytes: plan.memoryBudgetBytes,
+    chosen: { engine: chosen.why, workers: plan.why.workers, batch: plan.why.batch },
     preprocessing: prep,
     criteria: criteria.map((c) => c.name),
     seeds: criteria.some((c) => c.seeded) ? seeds : undefined,
     deadChannels: dead,
+    classes: classAccuracy?.classes,
+    classImages: classAccuracy?.images,
     series: runs.map((r) => ({
       criterion: r.criterion,
       seed: r.seed,
@@ -299,6 +337,7 @@ export async function run(args: string[]): Promise<void> {
       rankingTable: rankingTable([runs[0]], criteria[0].scoreName),
       tiles: featureMapTiles(maps, h, w, c),
       confusion,
+      classAccuracy,
       run: await runRecord(["sweep", ...args], {
         started,
         model: { path: modelPath, format: loaded.format },

@@ -35,6 +35,42 @@ export type EngineName = RowEngine | "naive";
 /** The engines, by the name `openEngine` takes. */
 export const ENGINE_NAMES: readonly EngineName[] = ["exact", "dense-kernel", "algebra", "naive"];
 
+/** What `--engine` takes: an engine, or "auto" (`chooseEngine`). */
+export type EngineChoice = EngineName | "auto";
+
+/**
+ * The engine `--engine auto` runs: the fastest exact one for the task. On WebGPU in one process
+ * the exact engine (the masked engine, every K batched on the device); elsewhere the dense
+ * kernel wherever it applies (a Dense head after the layer, relu or linear, WebAssembly SIMD),
+ * else the exact engine. Both give the naive method's counts. A named engine is returned as is.
+ *
+ * @example
+ * ```ts
+ * const { name, why } = await chooseEngine("auto", task, { backend: "wasm", workers: 2 });
+ * // name "dense-kernel" on the shipped VGG; why says so in words
+ * ```
+ */
+export async function chooseEngine(
+  choice: EngineChoice,
+  task: SweepTask,
+  opts: { backend: string; workers: number },
+): Promise<{ name: EngineName; why: string }> {
+  if (choice !== "auto") return { name: choice, why: "flag" };
+  if (opts.backend === "webgpu" && opts.workers === 1) {
+    return { name: "exact", why: "auto: the masked engine on the GPU" };
+  }
+  try {
+    await engineRows(task.model, task.split, "dense-kernel");
+    return { name: "dense-kernel", why: `auto: the Dense head after ${task.layer.name} runs on the kernel` };
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    return {
+      name: "exact",
+      why: `auto: no dense kernel here (${e.message.replace(/^--dense-kernel /, "")})`,
+    };
+  }
+}
+
 /** Progress of a long step: `done` units of `total` (images, rows or K values). */
 export type OnProgress = (done: number, total: number) => void;
 
