@@ -340,7 +340,17 @@ const CASES: Case[] = [
   {
     name: "sweep: two engines",
     setup: (d) => ["sweep", ...tinyArgs(d), "--naive", "--algebra"],
-    expect: /three engines: pass one/,
+    expect: /each pick an engine: pass one --engine/,
+  },
+  {
+    name: "sweep: --engine bogus",
+    setup: (d) => ["sweep", ...tinyArgs(d), "--engine", "bogus"],
+    expect: /--engine must be auto or one of exact, dense-kernel, algebra, naive, got 'bogus'/,
+  },
+  {
+    name: "sweep: --workers none",
+    setup: (d) => ["sweep", ...tinyArgs(d), "--workers", "none"],
+    expect: /--workers must be auto or a positive integer, got 'none'/,
   },
   {
     name: "sensitivity: --fractions and --step",

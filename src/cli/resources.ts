@@ -5,7 +5,6 @@
  * model's activations per image). Each choice comes with its reason in words, for the first line
  * of output and the run's JSON.
  */
-import { readFileSync } from "node:fs";
 import type * as tf from "@tensorflow/tfjs";
 import { DEFAULT_MEMORY_BUDGET } from "../sweep/kvalues.ts";
 import { layerOutputShape } from "../model/layers.ts";
@@ -38,15 +37,23 @@ export interface ResourceRequest {
   model: tf.LayersModel;
   /** The backend in use: WebGPU runs in one process. */
   backend: string;
+  /** Units of work the workers share, when fewer than the images allow (sensitivity's layers). */
+  units?: number;
+  /** Bytes each worker holds besides its runtime, weights and budget (e.g. a cache). */
+  workerBytes?: number;
   /** The machine: cores and available memory (default: read from this one). */
   machine?: { cores: number; availableBytes: number | null };
 }
 
-/** Bytes of memory available to new work (Linux: MemAvailable of /proc/meminfo), or null when unknown. */
+/**
+ * Bytes of memory available to new work (`Deno.systemMemoryInfo().available`), or null when
+ * unknown: the tasks grant `--allow-sys=systemMemoryInfo`; without it nothing is asked (no
+ * prompt) and the workers are capped by the cores alone.
+ */
 export function availableMemoryBytes(): number | null {
   try {
-    const m = readFileSync("/proc/meminfo", "utf8").match(/^MemAvailable:\s+(\d+)\s+kB/m);
-    return m ? Number(m[1]) * 1024 : null;
+    const granted = Deno.permissions.querySync({ name: "sys", kind: "systemMemoryInfo" }).state === "granted";
+    return granted ? Deno.systemMemoryInfo().available : null;
   } catch {
     return null;
   }
@@ -73,8 +80,8 @@ function weightBytes(model: tf.LayersModel): number {
 /**
  * The workers, memory budget and batch for one run: the flags where given; else workers = the
  * cores, no more than the available memory holds (a third of it, each worker taking its runtime,
- * two copies of the weights and a budget) nor than `MIN_IMAGES_PER_WORKER` images each, and 1 on
- * WebGPU; the budget `DEFAULT_MEMORY_BUDGET`, less when the memory is short; the batch the
+ * two copies of the weights, a budget and `workerBytes`), than `MIN_IMAGES_PER_WORKER` images
+ * each or than `units`, and 1 on WebGPU; the budget `DEFAULT_MEMORY_BUDGET`, less when the memory is short; the batch the
  * power of two whose activations (every layer's output, summed) fit the budget, 16 to 1024.
  *
  * @example
@@ -87,7 +94,7 @@ export function planResources(req: ResourceRequest): ResourcePlan {
   const machine = req.machine ??
     { cores: navigator.hardwareConcurrency || 1, availableBytes: availableMemoryBytes() };
   const available = machine.availableBytes;
-  const perWorkerBase = WORKER_RUNTIME_BYTES + 2 * weightBytes(req.model);
+  const perWorkerBase = WORKER_RUNTIME_BYTES + 2 * weightBytes(req.model) + (req.workerBytes ?? 0);
   let workers: number, whyWorkers: string;
   if (req.workers !== "auto") {
     workers = req.workers;
@@ -100,10 +107,12 @@ export function planResources(req: ResourceRequest): ResourcePlan {
       ? machine.cores
       : Math.floor(available / 3 / (perWorkerBase + DEFAULT_MEMORY_BUDGET));
     const byImages = Math.floor(req.images / MIN_IMAGES_PER_WORKER);
-    workers = Math.max(1, Math.min(machine.cores, byMemory, byImages));
+    const byUnits = req.units ?? Infinity;
+    workers = Math.max(1, Math.min(machine.cores, byMemory, byImages, byUnits));
     whyWorkers = `auto: ${machine.cores} cores` +
       (available === null ? "" : `, memory for ${Math.max(1, byMemory)}`) +
-      (byImages < machine.cores ? `, ${req.images} images (${MIN_IMAGES_PER_WORKER} a worker)` : "");
+      (byImages < machine.cores ? `, ${req.images} images (${MIN_IMAGES_PER_WORKER} a worker)` : "") +
+      (byUnits < machine.cores ? `, ${byUnits} units of work` : "");
   }
   // The budget of one call in each process (the main one and each worker's).
   const memoryBudgetBytes = available === null

@@ -12,6 +12,7 @@
 import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
 import { parseFlags, parsePreprocessing, positiveInt, positiveNumber } from "../cli/args.ts";
+import { planResources } from "../cli/resources.ts";
 import { openSession, Stopwatch } from "../cli/session.ts";
 import { openOutDir } from "../cli/out_dir.ts";
 import { finetuneWithProgress } from "../cli/finetune_progress.ts";
@@ -74,7 +75,7 @@ Options:
   --data DIR               CIFAR-10 binary folder (else CIFAR10_DIR, else the cache; fetched if missing)
   --backend B              auto | webgpu | wasm | cpu               (default auto)
   --limit N                use only the first N test images         (default all 10,000)
-  --batch N                images per forward pass                  (default 256)
+  --batch N                images per forward pass  (default auto: what the memory budget holds, 16-1024)
   --latency-runs N         timed runs per latency figure, after 2 warm-ups; 0 skips timing (default 5)
   --scale X, --mean R,G,B, --std R,G,B   preprocessing when the model's metadata has none
   -h, --help               this text
@@ -156,7 +157,7 @@ export async function run(args: string[]): Promise<void> {
   const peakLr = positiveNumber("finetune-lr", values["finetune-lr"], FINETUNE_PEAK_LR);
   const trainLimit = positiveInt("train-limit", values["train-limit"], Infinity);
   const limit = positiveInt("limit", values.limit, Infinity);
-  const batch = positiveInt("batch", values.batch, 256);
+  const batchFlag = values.batch === undefined ? undefined : positiveInt("batch", values.batch, 256);
   const latencyRuns = positiveInt("latency-runs", values["latency-runs"], 5, true);
   const flags = parsePreprocessing(values);
   const out = values.out!;
@@ -170,6 +171,16 @@ export async function run(args: string[]): Promise<void> {
   const test = await session.testSet(limit);
   const trainSet = epochs > 0 ? await session.trainSet(trainLimit) : undefined;
   clock.lap("load");
+  // prune runs in this process; its sweeps are the masked engine's (surgery/select.ts).
+  const resources = planResources({
+    workers: 1,
+    batch: batchFlag,
+    images: test.count,
+    model: loaded.model,
+    backend,
+  });
+  const batch = resources.batch;
+  console.error(`prune: engine masked (exact), workers 1, batch ${batch} (${resources.why.batch})`);
   console.error(
     `prune: ${modelPath} (${loaded.format}), ${test.count} test images, backend ${backend}, criterion ${criterion}`,
   );
