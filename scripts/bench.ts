@@ -77,7 +77,8 @@ Options:
                     (default auto: the cores, capped by memory, 1024 images a worker at least)
   --split S         images | k: how workers share the sweep            (default images)
   --engine E        the fast run's engine: auto | exact | dense-kernel | algebra (default auto:
-                    dense-kernel where it applies, else exact; case c always runs naive)
+                    dense-kernel after a Dense head of 2 M weights or more, else exact; case c
+                    always runs naive)
                     dense-kernel: the Dense head on the sparse kernel (exact: the plain path's
                     counts, bit for bit; wasm and cpu); algebra: update the first Dense layer per
                     K instead of recomputing it (not bit-exact). --algebra, --dense-kernel: aliases

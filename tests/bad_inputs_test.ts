@@ -607,8 +607,12 @@ async function check(
     const before = await snapshot(dir);
     const { code, stderr } = await run(args, dir);
     const all = stderr.trimEnd().split("\n");
-    // A mid-run failure may follow the command's own description line; nothing else may come.
-    const lines = c.midRun && all.length === 2 && all[0].startsWith(`${args[0]}: `) ? all.slice(1) : all;
+    // A mid-run failure may follow the command's own description lines (what it chose, what it
+    // runs on: two at most, each "<command>: ..."); nothing else may come.
+    const described = all.slice(0, -1);
+    const lines = c.midRun && described.length <= 2 && described.every((l) => l.startsWith(`${args[0]}: `))
+      ? all.slice(-1)
+      : all;
     assert.equal(code, 1, `${c.name}: exit code ${code}; stderr:\n${stderr}`);
     assert.equal(lines.length, 1, `${c.name}: one stderr line expected, got:\n${stderr}`);
     assert.doesNotMatch(stderr, /^\s+at |Error: |Stack backtrace/m, `${c.name}: a stack trace`);

@@ -60,7 +60,8 @@ Options:
   --limit N          use only the first N test images            (default all 10,000)
   --workers N|auto   worker threads sharing the prefix pass and the sweep (same results)
                      (default auto: the cores, capped by memory, 1024 images a worker at least)
-  --engine E         how each K is evaluated (default auto: dense-kernel where it applies, else exact):
+  --engine E         how each K is evaluated (default auto: dense-kernel after a Dense head of 2 M
+                     weights or more, where it pays, else exact):
                      exact         re-run the suffix only for images whose layer output changed
                      dense-kernel  the same rows, the Dense layers after the layer on prunescope's
                                    wasm kernel that skips zeros: exact, faster on dense heads

@@ -1,7 +1,8 @@
 /**
  * The defaults a command picks (src/cli/resources.ts, src/cli/args.ts, src/sweep/engine.ts
  * `chooseEngine`): workers from the cores, capped by memory, images and units; the batch from the
- * budget and the model's activations; the engine flag and its aliases; the engine auto picks.
+ * budget and the model's activations; the engine flag and its aliases; the engine auto picks (the
+ * dense kernel only for a big Dense head; its counts equal the exact engine's: engine_test.ts).
  */
 import assert from "node:assert/strict";
 import { setupBackend } from "../../src/backend.ts";
@@ -12,7 +13,7 @@ import { pickLayer } from "../../src/model/layers.ts";
 import { splitModelAsync } from "../../src/model/split.ts";
 import { buildVgg } from "../../src/model/vgg.ts";
 import { loadTestSet } from "../../src/data/cifar10.ts";
-import { chooseEngine } from "../../src/sweep/engine.ts";
+import { chooseEngine, DENSE_KERNEL_MIN_WEIGHTS } from "../../src/sweep/engine.ts";
 import { DEFAULT_MEMORY_BUDGET } from "../../src/sweep/kvalues.ts";
 import { DEFAULT_PREPROCESSING } from "../../src/types.ts";
 import { fixture, oneLineUserError } from "../_helpers.ts";
@@ -90,7 +91,7 @@ Deno.test("engineFlag and workersFlag: --engine names, the old flags as aliases,
   assert.throws(() => workersFlag("0"), oneLineUserError(/--workers must be auto or a positive integer/));
 });
 
-Deno.test("chooseEngine: dense-kernel after a Dense head, exact elsewhere and on WebGPU, a named engine as is", async () => {
+Deno.test("chooseEngine: dense-kernel after a big enough Dense head, exact elsewhere and on WebGPU, a named engine as is", async () => {
   await setupBackend("wasm");
   const model = buildVgg({ width: 0.0625, seed: 2 });
   const data = await loadTestSet(fixture("cifar10-tiny"), 8);
@@ -99,8 +100,16 @@ Deno.test("chooseEngine: dense-kernel after a Dense head, exact elsewhere and on
     return { model, layer, split: await splitModelAsync(model, layer), data, prep: DEFAULT_PREPROCESSING };
   };
   const last = await task();
-  assert.equal((await chooseEngine("auto", last, { backend: "wasm", workers: 2 })).name, "dense-kernel");
-  assert.equal((await chooseEngine("auto", last, { backend: "webgpu", workers: 1 })).name, "exact");
+  // This VGG's head (32 -> 256 -> 64 -> 32 -> 10 at width 1/16) is small: exact, unless the bar is lowered.
+  const small = await chooseEngine("auto", last, { backend: "wasm", workers: 2 });
+  assert.equal(small.name, "exact");
+  assert.ok(DENSE_KERNEL_MIN_WEIGHTS > 2 ** 20);
+  assert.match(small.why, /^auto: the Dense head after block5_conv3 \(0\.\d\d M weights\) is too small/);
+  const big = await chooseEngine("auto", last, { backend: "wasm", workers: 2, minKernelWeights: 1000 });
+  assert.equal(big.name, "dense-kernel");
+  assert.match(big.why, /runs on the kernel/);
+  const gpu = { backend: "webgpu", workers: 1, minKernelWeights: 1000 };
+  assert.equal((await chooseEngine("auto", last, gpu)).name, "exact");
   assert.deepEqual(await chooseEngine("algebra", last, { backend: "wasm", workers: 1 }), {
     name: "algebra",
     why: "flag",
