@@ -81,8 +81,9 @@ function weightBytes(model: tf.LayersModel): number {
  * The workers, memory budget and batch for one run: the flags where given; else workers = the
  * cores, no more than the available memory holds (a third of it, each worker taking its runtime,
  * two copies of the weights, a budget and `workerBytes`), than `MIN_IMAGES_PER_WORKER` images
- * each or than `units`, and 1 on WebGPU; the budget `DEFAULT_MEMORY_BUDGET`, less when the memory is short; the batch the
- * power of two whose activations (every layer's output, summed) fit the budget, 16 to 1024.
+ * each or than `units`, and 1 on WebGPU; the budget `DEFAULT_MEMORY_BUDGET`, less when the
+ * memory is short; the batch the power of two whose activations (every layer's output, summed)
+ * fit the budget, 16 to 1024.
  *
  * @example
  * ```ts
