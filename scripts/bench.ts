@@ -7,13 +7,15 @@
  *   c  --naive on the model of (a) for a subset of K (--k-subset), projected to every K, and
  *      the ratio to the fast sweep.
  *
- * The fast sweep is the change-only engine (src/sweep/engines/change_only.ts; exact, same counts as
- * sweepFast), on --workers workers (src/sweep/engines/pool.ts), optionally with the Dense-layer
- * algebra (--algebra; src/sweep/linear_head.ts; not bit-exact), all opened by src/sweep/engine.ts.
+ * The fast sweep is the engine --engine names (default auto: the dense kernel where it applies,
+ * else the change-only engine, src/sweep/engines/change_only.ts; both exact, the counts of
+ * sweepFast), on --workers workers (default auto; src/sweep/engines/pool.ts), or the Dense-layer
+ * algebra (--engine algebra; src/sweep/linear_head.ts; not bit-exact), all opened by
+ * src/sweep/engine.ts; the workers and the prefix batch as src/cli/resources.ts plans them.
  * --verify also runs the single-process sweepFast and reports whether every count is equal.
  *
  * Fields: case, model, layer, channels, images, kValues (how many), backend, workers, split,
- * engine, seconds {setup, load, prefix, sweep, total} (wall clock; total = load + prefix + sweep),
+ * engine (in words), engineName, batch, chosen (why each of engine, workers, batch), seconds {setup, load, prefix, sweep, total} (wall clock; total = load + prefix + sweep),
  * cpuSeconds (the same phases in process CPU time: what a free machine's wall clock would be
  * with one worker), rows {evaluated, inputChanged, plain} (suffix rows run; (image, K) pairs whose
  * layer output changed from the previous K; the N x K a plain sweep runs),
@@ -35,7 +37,8 @@ import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, setupBackend } from "../src/backend.ts";
 import { UserError } from "../src/core/errors.ts";
-import { parseFlags, positiveInt, positiveNumber } from "../src/cli/args.ts";
+import { engineFlag, parseFlags, positiveInt, positiveNumber, workersFlag } from "../src/cli/args.ts";
+import { planResources } from "../src/cli/resources.ts";
 import { loadTestSet, sliceDataset } from "../src/data/cifar10.ts";
 import { loadModel } from "../src/model/load.ts";
 import { pickLayer } from "../src/model/layers.ts";
@@ -48,9 +51,8 @@ import { resolveKValues } from "../src/sweep/kvalues.ts";
 import { sweepNaive } from "../src/sweep/engines/naive.ts";
 import { changeCounts, sweepIncremental } from "../src/sweep/engines/change_only.ts";
 import { engineRows } from "../src/sweep/linear_head.ts";
-import type { RowEngine } from "../src/sweep/rows.ts";
 import type { SweepSplit } from "../src/sweep/engines/pool.ts";
-import { openEngine } from "../src/sweep/engine.ts";
+import { chooseEngine, type EngineChoice, openEngine } from "../src/sweep/engine.ts";
 import { Progress } from "../src/ui/progress.ts";
 import { type Dataset, DEFAULT_PREPROCESSING, type Preprocessing, type SweepPoint } from "../src/types.ts";
 
@@ -71,13 +73,17 @@ Options:
   --data DIR        CIFAR-10 folder       (default ../shared/cifar10 if present, else the tiny fixture)
   --limit N         use the first N test images                        (default all)
   --backend B       auto | webgpu | wasm | cpu                         (default auto)
-  --workers N       worker threads; 1 runs in this process             (default 1)
+  --workers N|auto  worker threads; 1 runs in this process
+                    (default auto: the cores, capped by memory, 1024 images a worker at least)
   --split S         images | k: how workers share the sweep            (default images)
-  --algebra         update the first Dense layer per K instead of recomputing it (not bit-exact)
-  --plain-tail      with --algebra: run the Dense layers after the first with TF.js, not with
-                    the sparse kernel (src/kernels/sparse_dense.ts; on wasm and cpu by default)
-  --dense-kernel    without --algebra: run the Dense head on the sparse kernel (exact: the plain
-                    path's counts, bit for bit; wasm and cpu)
+  --engine E        the fast run's engine: auto | exact | dense-kernel | algebra (default auto:
+                    dense-kernel after a Dense head of 2 M weights or more, else exact; case c
+                    always runs naive)
+                    dense-kernel: the Dense head on the sparse kernel (exact: the plain path's
+                    counts, bit for bit; wasm and cpu); algebra: update the first Dense layer per
+                    K instead of recomputing it (not bit-exact). --algebra, --dense-kernel: aliases
+  --plain-tail      with --engine algebra: run the Dense layers after the first with TF.js, not
+                    with the sparse kernel (src/kernels/sparse_dense.ts; on wasm and cpu by default)
   --k-subset LIST   K values for the naive method, e.g. 0,32,64 or 0:128:32 (default 5 spread over 0..C)
   --naive-images N  images the naive method runs on (default: case c all, case b 200)
   --verify          also run the single-process sweepFast and compare every count
@@ -91,10 +97,10 @@ interface Options {
   data: string;
   limit: number;
   backend: BackendName;
-  workers: number;
+  workers: number | "auto";
   split: SweepSplit;
-  /** --algebra / --dense-kernel / neither. */
-  engine: RowEngine;
+  /** --engine (naive is refused: case c runs it). */
+  engine: Exclude<EngineChoice, "naive">;
   plainTail: boolean;
   kSubset?: number[];
   naiveImages?: number;
@@ -126,6 +132,7 @@ function parseOptions(args: string[]): Options | null {
     backend: { type: "string", default: "auto" },
     workers: { type: "string" },
     split: { type: "string", default: "images" },
+    engine: { type: "string" },
     algebra: { type: "boolean", default: false },
     "plain-tail": { type: "boolean", default: false },
     "dense-kernel": { type: "boolean", default: false },
@@ -140,8 +147,9 @@ function parseOptions(args: string[]): Options | null {
     return null;
   }
   const c = values.case!;
-  if (values.algebra && values["dense-kernel"]) {
-    throw new UserError("--algebra and --dense-kernel are two engines: pass one of them.");
+  const engine = engineFlag(values);
+  if (engine === "naive") {
+    throw new UserError("--engine naive: case c runs the naive method; give the fast run another engine.");
   }
   if (!["a", "b", "c", "all"].includes(c)) throw new UserError(`--case must be a, b, c or all, got '${c}'.`);
   if (values.split !== "images" && values.split !== "k") {
@@ -154,9 +162,9 @@ function parseOptions(args: string[]): Options | null {
     data: values.data ?? (existsSync(SHARED_DATA) ? SHARED_DATA : TINY_DATA),
     limit: positiveInt("limit", values.limit, Infinity),
     backend: values.backend as BackendName,
-    workers: positiveInt("workers", values.workers, 1),
+    workers: workersFlag(values.workers),
     split: values.split,
-    engine: values.algebra ? "algebra" : values["dense-kernel"] ? "dense-kernel" : "exact",
+    engine,
     plainTail: values["plain-tail"]!,
     kSubset: values["k-subset"] === undefined ? undefined : parseKs(values["k-subset"]),
     naiveImages: values["naive-images"] === undefined
@@ -274,32 +282,34 @@ async function fastRun(
   const layer = pickLayer(loaded.model);
   const split = await splitModelAsync(loaded.model, layer);
   const ks = resolveKValues(undefined, layer.channels);
-  const engine = opts.engine;
+  const task = { model: loaded.model, layer, split, data: test, prep: loaded.prep };
+  const plan = planResources({ workers: opts.workers, images: test.count, model: loaded.model, backend });
+  const workers = plan.workers;
+  const chosen = await chooseEngine(opts.engine, task, { backend, workers });
+  const engine = chosen.name;
   const sparseTail = opts.plainTail ? false : undefined;
   // Opened here, before the prefix pass, so that an engine that does not apply fails at once;
   // with --workers its pool starts here.
   const open = () =>
-    openEngine(engine, { model: loaded.model, layer, split, data: test, prep: loaded.prep }, {
-      workers: opts.workers,
+    openEngine(engine, task, {
+      workers,
       backend: backend as BackendName,
       sparseTail,
       split: opts.split,
       memoryBudgetBytes: opts.budget,
     });
-  const sweeper = opts.workers > 1 ? await clock.time("poolStart", open) : await open();
+  const sweeper = workers > 1 ? await clock.time("poolStart", open) : await open();
   try {
     console.error(
       `bench ${name}: ${loaded.label}, layer ${layer.name} (${
         layer.outputShape.join("x")
       }), ${test.count} images, ` +
-        `${ks.length} K values, ${backend}, ${opts.workers} worker(s)${
-          engine === "exact" ? "" : `, ${engine}`
-        }`,
+        `${ks.length} K values, ${backend}, ${workers} worker(s) (${plan.why.workers}), engine ${engine} (${chosen.why}), batch ${plan.batch} (${plan.why.batch})`,
     );
     const prefixBar = new Progress({ label: `${name} prefix`, total: test.count, unit: "img" });
     const outputs = await clock.time(
       "prefix",
-      () => sweeper.layerOutputs({ onProgress: (n) => prefixBar.set(n) }),
+      () => sweeper.layerOutputs({ batch: plan.batch, onProgress: (n) => prefixBar.set(n) }),
     );
     prefixBar.done();
     const ranking = rankByMean(outputs);
@@ -327,9 +337,12 @@ async function fastRun(
       images: test.count,
       kValues: ks.length,
       backend,
-      workers: opts.workers,
-      split: opts.workers > 1 ? opts.split : null,
+      workers,
+      split: workers > 1 ? opts.split : null,
       engine: sweeper.description,
+      engineName: engine,
+      batch: plan.batch,
+      chosen: { engine: chosen.why, workers: plan.why.workers, batch: plan.why.batch },
       seconds: clock.wall,
       cpuSeconds: clock.cpu,
       rows: { evaluated: rowsRun, inputChanged: changed, plain: test.count * ks.length },
@@ -347,7 +360,10 @@ async function fastRun(
       verify: null,
     };
     if (opts.verify) {
-      result.verify = await verify(split, outputs, test.labels, ranking, points, loaded.model, opts);
+      result.verify = await verify(split, outputs, test.labels, ranking, points, loaded.model, {
+        ...opts,
+        engine,
+      });
     }
     return { result, model: loaded, test, outputs, points, seconds: clock.wall };
   } finally {
@@ -364,7 +380,7 @@ async function verify(
   ranking: ReturnType<typeof rankByMean>,
   points: SweepPoint[],
   model: tf.LayersModel,
-  opts: Options,
+  opts: { engine: string; plainTail: boolean },
 ): Promise<Record<string, unknown>> {
   const t0 = performance.now();
   const reference = await sweepFast(split, outputs, labels, ranking);

@@ -79,6 +79,8 @@ export interface SweepPoint {
   correct: number;
   total: number;
   accuracy: number;
+  /** Correct images of each true class (indexed by class; sums to `correct`), when the engine counted them. */
+  classCorrect?: number[];
 }
 
 /** A whole sweep over K = 0..C for one ranking. */

@@ -340,7 +340,17 @@ const CASES: Case[] = [
   {
     name: "sweep: two engines",
     setup: (d) => ["sweep", ...tinyArgs(d), "--naive", "--algebra"],
-    expect: /three engines: pass one/,
+    expect: /each pick an engine: pass one --engine/,
+  },
+  {
+    name: "sweep: --engine bogus",
+    setup: (d) => ["sweep", ...tinyArgs(d), "--engine", "bogus"],
+    expect: /--engine must be auto or one of exact, dense-kernel, algebra, naive, got 'bogus'/,
+  },
+  {
+    name: "sweep: --workers none",
+    setup: (d) => ["sweep", ...tinyArgs(d), "--workers", "none"],
+    expect: /--workers must be auto or a positive integer, got 'none'/,
   },
   {
     name: "sensitivity: --fractions and --step",
@@ -597,8 +607,12 @@ async function check(
     const before = await snapshot(dir);
     const { code, stderr } = await run(args, dir);
     const all = stderr.trimEnd().split("\n");
-    // A mid-run failure may follow the command's own description line; nothing else may come.
-    const lines = c.midRun && all.length === 2 && all[0].startsWith(`${args[0]}: `) ? all.slice(1) : all;
+    // A mid-run failure may follow the command's own description lines (what it chose, what it
+    // runs on: two at most, each "<command>: ..."); nothing else may come.
+    const described = all.slice(0, -1);
+    const lines = c.midRun && described.length <= 2 && described.every((l) => l.startsWith(`${args[0]}: `))
+      ? all.slice(-1)
+      : all;
     assert.equal(code, 1, `${c.name}: exit code ${code}; stderr:\n${stderr}`);
     assert.equal(lines.length, 1, `${c.name}: one stderr line expected, got:\n${stderr}`);
     assert.doesNotMatch(stderr, /^\s+at |Error: |Stack backtrace/m, `${c.name}: a stack trace`);

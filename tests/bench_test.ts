@@ -97,7 +97,8 @@ Deno.test("bench: two workers (K split) and the algebra give the single worker's
     "2",
     "--split",
     "k",
-    "--algebra",
+    "--engine",
+    "algebra",
   ]);
   assert.equal(one.code, 0, one.stderr);
   assert.equal(two.code, 0, two.stderr);
@@ -114,15 +115,26 @@ Deno.test("bench: two workers (K split) and the algebra give the single worker's
     "wasm",
     "--workers",
     "2",
-    "--dense-kernel",
+    "--engine",
+    "dense-kernel",
   ]);
-  const plain = await bench([...TINY, "--case", "b", "--width", "0.25", "--backend", "wasm"]);
+  const plain = await bench([
+    ...TINY,
+    "--case",
+    "b",
+    "--width",
+    "0.25",
+    "--backend",
+    "wasm",
+    "--engine",
+    "exact",
+  ]);
   assert.equal(kernel.code, 0, kernel.stderr);
   assert.equal(kernel.results[0].engine, "change-only + dense kernel (exact)");
   assert.deepEqual(kernel.results[0].correct, plain.results[0].correct);
   const both = await bench([...TINY, "--case", "a", "--algebra", "--dense-kernel"]);
   assert.equal(both.code, 1);
-  assert.match(both.stderr, /two engines/);
+  assert.match(both.stderr, /each pick an engine: pass one --engine/);
 });
 
 Deno.test("bench: a bad option is one clear line and exit code 1", async () => {

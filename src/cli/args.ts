@@ -5,7 +5,7 @@
  */
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { UserError } from "../core/errors.ts";
-import type { EngineName } from "../sweep/engine.ts";
+import { ENGINE_NAMES, type EngineChoice, type EngineName } from "../sweep/engine.ts";
 import type { Preprocessing } from "../types.ts";
 
 /**
@@ -164,20 +164,63 @@ export function parseKList(v: string): number[] {
 }
 
 /**
- * The sweep engine the flags `--naive`, `--algebra` and `--dense-kernel` pick (at most one of
- * them; none: the exact engine).
+ * The sweep engine `--engine` names (exact, dense-kernel, algebra, naive; default auto: the
+ * fastest exact one, `chooseEngine`). `--naive`, `--algebra` and `--dense-kernel` are kept as
+ * aliases: at most one, and not with `--engine`.
  *
  * @example
  * ```ts
- * engineFlags({ "dense-kernel": true }); // "dense-kernel"
+ * engineFlag({ engine: "dense-kernel" }); // "dense-kernel"
+ * engineFlag({ naive: true }); // "naive"
+ * engineFlag({}); // "auto"
  * ```
  */
-export function engineFlags(
-  values: { naive?: boolean; algebra?: boolean; "dense-kernel"?: boolean },
-): EngineName {
-  const picked = (["naive", "algebra", "dense-kernel"] as const).filter((e) => values[e]);
-  if (picked.length > 1) {
-    throw new UserError("--naive, --algebra and --dense-kernel are three engines: pass one of them.");
+export function engineFlag(
+  values: { engine?: string; naive?: boolean; algebra?: boolean; "dense-kernel"?: boolean },
+): EngineChoice {
+  const aliases = (["naive", "algebra", "dense-kernel"] as const).filter((e) => values[e]);
+  if (aliases.length + (values.engine === undefined ? 0 : 1) > 1) {
+    throw new UserError(
+      `--${aliases.join(", --")}${values.engine === undefined ? "" : ` and --engine ${values.engine}`} ` +
+        `each pick an engine: pass one --engine ${ENGINE_NAMES.join("|")}.`,
+    );
   }
-  return picked[0] ?? "exact";
+  const name = values.engine ?? aliases[0] ?? "auto";
+  if (name !== "auto" && !ENGINE_NAMES.includes(name as EngineName)) {
+    throw new UserError(`--engine must be auto or one of ${ENGINE_NAMES.join(", ")}, got '${name}'.`);
+  }
+  return name as EngineChoice;
+}
+
+/**
+ * The value of `--workers`: a positive integer, or "auto" (the default: `planResources` picks).
+ *
+ * @example
+ * ```ts
+ * workersFlag(undefined); // "auto"
+ * workersFlag("2"); // 2
+ * ```
+ */
+export function workersFlag(value: string | undefined): number | "auto" {
+  if (value === undefined || value === "auto") return "auto";
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new UserError(`--workers must be auto or a positive integer, got '${value}'.`);
+  }
+  return n;
+}
+
+/**
+ * Throw a UserError when a --k value is more than `layer`'s channels.
+ *
+ * @example
+ * ```ts
+ * checkKValues([0, 8, 200], { name: "conv2", channels: 16 }); // throws "--k 200 is more than ..."
+ * ```
+ */
+export function checkKValues(kValues: number[] | undefined, layer: { name: string; channels: number }): void {
+  const bad = kValues?.find((k) => k > layer.channels);
+  if (bad !== undefined) {
+    throw new UserError(`--k ${bad} is more than the ${layer.channels} channels of ${layer.name}.`);
+  }
 }

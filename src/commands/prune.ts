@@ -12,6 +12,7 @@
 import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
 import { parseFlags, parsePreprocessing, positiveInt, positiveNumber } from "../cli/args.ts";
+import { planResources } from "../cli/resources.ts";
 import { DATA_FLAGS, DATA_HELP, openSession, Stopwatch } from "../cli/session.ts";
 import { openOutDir } from "../cli/out_dir.ts";
 import { finetuneWithProgress } from "../cli/finetune_progress.ts";
@@ -19,7 +20,7 @@ import { checkClassifier } from "../model/load.ts";
 import { fileSaver } from "../model/tfjs_io.ts";
 import { criterionByName, criterionNames } from "../rank/registry.ts";
 import { removeChannels } from "../surgery/remove.ts";
-import { compareLatency } from "../surgery/measure.ts";
+import { latencyBeforeAfter } from "../surgery/measure.ts";
 import { parsePlan, type RankOptions, selectPlan, selectSingle } from "../surgery/select.ts";
 import { checkSlim, OUTPUT_TOLERANCE, saveVerified } from "../surgery/verify.ts";
 import { FINETUNE_PEAK_LR } from "../train/finetune.ts";
@@ -27,7 +28,6 @@ import { writeJson } from "../report/outputs.ts";
 import {
   compressionReport,
   fileSize,
-  type LatencyPair,
   modelFigures,
   pruneSummary,
   slimMetadata,
@@ -74,7 +74,7 @@ Options:
 ${DATA_HELP}
   --backend B              auto | webgpu | wasm | cpu               (default auto)
   --limit N                use only the first N test images         (default all 10,000)
-  --batch N                images per forward pass                  (default 256)
+  --batch N                images per forward pass  (default auto: what the memory budget holds, 16-1024)
   --latency-runs N         timed runs per latency figure, after 2 warm-ups; 0 skips timing (default 5)
   --scale X, --mean R,G,B, --std R,G,B   preprocessing when the model's metadata has none
   -h, --help               this text
@@ -156,7 +156,7 @@ export async function run(args: string[]): Promise<void> {
   const peakLr = positiveNumber("finetune-lr", values["finetune-lr"], FINETUNE_PEAK_LR);
   const trainLimit = positiveInt("train-limit", values["train-limit"], Infinity);
   const limit = positiveInt("limit", values.limit, Infinity);
-  const batch = positiveInt("batch", values.batch, 256);
+  const batchFlag = values.batch === undefined ? undefined : positiveInt("batch", values.batch, 256);
   const latencyRuns = positiveInt("latency-runs", values["latency-runs"], 5, true);
   const flags = parsePreprocessing(values);
   const out = values.out!;
@@ -170,8 +170,17 @@ export async function run(args: string[]): Promise<void> {
   const test = await session.testSet(limit);
   const trainSet = epochs > 0 ? await session.trainSet(trainLimit) : undefined;
   clock.lap("load");
+  // prune runs in this process; its sweeps are the masked engine's (surgery/select.ts).
+  const { batch, why } = planResources({
+    workers: 1,
+    batch: batchFlag,
+    images: test.count,
+    model: loaded.model,
+    backend,
+  });
   console.error(
-    `prune: ${modelPath} (${loaded.format}), ${test.count} test images, backend ${backend}, criterion ${criterion}`,
+    `prune: ${modelPath} (${loaded.format}), ${test.count} test images, backend ${backend}, criterion ${criterion}; ` +
+      `engine masked (exact), workers 1, batch ${batch} (${why.batch})`,
   );
 
   // Rankings, K, and the masked reference.
@@ -193,7 +202,7 @@ export async function run(args: string[]): Promise<void> {
   const check = await checkSlim(loaded.model, slim, sel.removals, test, prep, sel.masked, batch);
   clock.lap("surgery_and_check");
 
-  // Write the slim model (metadata kept: preprocessing, class names), then reload it to be sure.
+  // Write the slim model (metadata kept), then reload it to be sure.
   const modelDir = join(out, "model");
   const command = `deno task prune ${args.join(" ")}`.trim();
   const seedOrNull = criterionDef.seeded ? seed : null;
@@ -211,12 +220,7 @@ export async function run(args: string[]): Promise<void> {
   clock.lap("write_model");
 
   // Size and speed, before and after.
-  let latency: LatencyPair[] | null = null;
-  if (latencyRuns > 0) {
-    const [b1, a1] = await compareLatency([loaded.model, slim], 1, latencyRuns);
-    const [b256, a256] = await compareLatency([loaded.model, slim], 256, latencyRuns);
-    latency = [{ batch1: b1, batch256: b256 }, { batch1: a1, batch256: a256 }];
-  }
+  const latency = await latencyBeforeAfter(loaded.model, slim, latencyRuns);
   const before = modelFigures(
     loaded.model,
     sel.before.correct,

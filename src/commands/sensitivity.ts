@@ -9,7 +9,8 @@
  */
 import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
-import { parseFlags, parsePreprocessing, positiveInt } from "../cli/args.ts";
+import { parseFlags, parsePreprocessing, positiveInt, workersFlag } from "../cli/args.ts";
+import { planResources } from "../cli/resources.ts";
 import { DATA_FLAGS, DATA_HELP, openSession, Stopwatch } from "../cli/session.ts";
 import { openOutDir } from "../cli/out_dir.ts";
 import { chanceLevelWarning } from "../sweep/summary.ts";
@@ -55,8 +56,9 @@ ${DATA_HELP}
   --taylor-images N    training images for --criterion taylor  (default 512)
   --out DIR            output folder                           (default out/sensitivity)
   --backend B          auto | webgpu | wasm | cpu              (default auto)
-  --workers N          worker threads, each taking whole layers (same results)  (default 1)
-  --batch N            images per prefix pass call             (default 256)
+  --workers N|auto     worker threads, each taking whole layers (same results)
+                       (default auto: the cores, capped by memory, the layers and 1024 images a worker)
+  --batch N            images per prefix pass call  (default auto: what the memory budget holds, 16-1024)
   --limit N            use only the first N test images        (default all 10,000)
   --max-cache MB       layer outputs held at once before streaming in chunks (default 1024)
   --scale X, --mean R,G,B, --std R,G,B   preprocessing when the model's metadata has none
@@ -130,10 +132,10 @@ export async function run(args: string[]): Promise<void> {
   }
   const started = new Date().toISOString();
   const clock = new Stopwatch();
-  const batch = positiveInt("batch", values.batch, 256);
+  const batchFlag = values.batch === undefined ? undefined : positiveInt("batch", values.batch, 256);
   const limit = positiveInt("limit", values.limit, Infinity);
   const seed = positiveInt("seed", values.seed, 1);
-  const workers = positiveInt("workers", values.workers, 1);
+  const workersChoice = workersFlag(values.workers);
   const taylorImages = positiveInt("taylor-images", values["taylor-images"], 512);
   const maxCacheBytes = values["max-cache"] === undefined
     ? DEFAULT_MAX_CACHE_BYTES
@@ -154,7 +156,7 @@ export async function run(args: string[]): Promise<void> {
 
   const session = await openSession(values, flags);
   const { backend, modelPath, loaded, prep } = session;
-  if (workers > 1 && backend === "webgpu") {
+  if (workersChoice !== "auto" && workersChoice > 1 && backend === "webgpu") {
     throw new UserError("--workers runs on cpu or wasm only; with --backend webgpu use --workers 1.");
   }
   const model = loaded.model;
@@ -163,6 +165,17 @@ export async function run(args: string[]): Promise<void> {
   const test = await session.testSet(limit);
   const kind = outputKind(model);
   clock.lap("load");
+  const plan = planResources({
+    workers: workersChoice,
+    batch: batchFlag,
+    images: test.count,
+    model,
+    backend,
+    units: layers.length,
+    workerBytes: maxCacheBytes,
+  });
+  const { workers, batch } = plan;
+  console.error(`sensitivity: workers ${workers} (${plan.why.workers}), batch ${batch} (${plan.why.batch})`);
   const ksOf = (l: LayerRef) =>
     fractions ? kValuesFromFractions(fractions, l.channels) : kValuesFromStep(step!, l.channels);
   console.error(
@@ -225,6 +238,9 @@ export async function run(args: string[]): Promise<void> {
     criterion: criterion.name,
     seed: criterion.seeded ? seed : undefined,
     backend,
+    workers,
+    batch,
+    chosen: plan.why,
     samples: test.count,
     outputKind: kind,
     baselineTop1: baseline,

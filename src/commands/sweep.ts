@@ -1,14 +1,21 @@
 /**
- * `deno task sweep`: the lab experiment as one command. Load CIFAR-10 and a model, take the
+ * `deno task sweep`: the lab experiment as one command. Load a model and its test data, take the
  * chosen conv layer's outputs over the test set once, draw the average feature maps, rank the
- * channels, evaluate accuracy for every K = 0..C pruned channels and chart it.
- *
- * Flow: args -> data -> model -> layer -> split -> prefix pass (LayerOutputs) -> ranking
- * -> sweep (fast engine or --naive) -> writers. Everything is validated before the first write.
+ * channels, evaluate accuracy for every K = 0..C pruned channels and chart it. Everything is
+ * validated before the first write.
  */
 import { join } from "node:path";
-import { UserError } from "../core/errors.ts";
-import { engineFlags, parseFlags, parseKList, parsePreprocessing, positiveInt } from "../cli/args.ts";
+import {
+  checkKValues,
+  engineFlag,
+  parseFlags,
+  parseKList,
+  parsePreprocessing,
+  positiveInt,
+  workersFlag,
+} from "../cli/args.ts";
+import { planSweepRun } from "../cli/resources.ts";
+import { confusionFiles, sweepEveryRanking } from "../cli/sweep_runs.ts";
 import { DATA_FLAGS, DATA_HELP, openSession, Stopwatch } from "../cli/session.ts";
 import { openOutDir } from "../cli/out_dir.ts";
 import { pickLayer } from "../model/layers.ts";
@@ -19,7 +26,7 @@ import { channelStats, deadChannels } from "../rank/activation.ts";
 import { computeRankings, criterionNames, parseCriteria } from "../rank/registry.ts";
 import { outputKind } from "../model/class_scores.ts";
 import { assertUncoupled } from "../model/coupling.ts";
-import { type CriterionRun, summarizeRuns, verdictsAt } from "../report/compare.ts";
+import { summarizeRuns, verdictsAt } from "../report/compare.ts";
 import { comparisonSeries, comparisonTable, detailTable, rankingTable } from "../report/criteria_tables.ts";
 import { openEngine } from "../sweep/engine.ts";
 import { criteriaSummary, sweepSummary } from "../report/sweep_summary.ts";
@@ -27,8 +34,7 @@ import type { SweepResult } from "../types.ts";
 import { writeChart, writeCsv } from "../report/outputs.ts";
 import { accuracyChart } from "../viz/charts.ts";
 import { formatSeconds, Progress } from "../ui/progress.ts";
-import { sweepConfusion } from "../surgery/confusion.ts";
-import { writeConfusionFiles } from "../report/confusion_tables.ts";
+import { classAccuracyData, writeClassFiles } from "../report/class_tables.ts";
 import { writeReport } from "../report/page/html.ts";
 import { runRecord } from "../report/page/run_record.ts";
 import { bandKs, sweepReport } from "../report/page/sweep_page.ts";
@@ -47,29 +53,33 @@ ${DATA_HELP}
   --layer NAME       conv layer to prune                         (default: the last Conv2D)
   --out DIR          output folder                               (default out/sweep)
   --backend B        auto | webgpu | wasm | cpu                  (default auto: webgpu on a real GPU, else wasm)
-  --batch N          images per forward pass                     (default 256)
+  --batch N          images per forward pass      (default auto: what the memory budget holds, 16-1024)
   --limit N          use only the first N test images            (default all 10,000)
-  --naive            the lab's literal method: zero the weights and re-run the whole model for each K
-  --workers N        worker threads sharing the prefix pass and the sweep (same results)  (default 1)
-  --algebra          faster on big dense heads: update the first Dense layer per pruned channel
-                     instead of recomputing it, and run the relu Dense layers after it on a kernel
-                     that skips zeros; the last bits of a score can differ, so an image at a near-tie
-                     can flip (bench --verify counts them). Off by default.
-  --dense-kernel     faster on big dense heads and exact: run the Dense layers after the pruned
-                     layer on prunescope's wasm kernel that skips zeros (the plain path's counts)
+  --workers N|auto   worker threads sharing the prefix pass and the sweep (same results)
+                     (default auto: the cores, capped by memory, 1024 images a worker at least)
+  --engine E         how each K is evaluated (default auto: dense-kernel after a Dense head of 2 M
+                     weights or more, where it pays, else exact):
+                     exact         re-run the suffix only for images whose layer output changed
+                     dense-kernel  the same rows, the Dense layers after the layer on prunescope's
+                                   wasm kernel that skips zeros: exact, faster on dense heads
+                     algebra       update the first Dense layer per pruned channel instead of
+                                   recomputing it; the last bits of a score can differ, so an image
+                                   at a near-tie can flip (bench --verify counts them)
+                     naive         the lab's literal method: zero the weights, re-run the whole model
+                     (--naive, --algebra, --dense-kernel: the same, as aliases)
   --k LIST           only these K values, e.g. 0,8,16 or 0:64:8  (default 0..C)
   --criterion LIST   ranking criteria to compare, e.g. mean,apoz,l1,random,largest  (default mean)
                      one of: ${criterionNames()}
   --seeds N          runs of the random criterion (seeds 1..N), drawn as mean and min-max band (default 5)
   --taylor-images N  training images the taylor criterion takes gradients on         (default 512)
-  --scale X          input scale when the model's metadata has none          (default 1/255)
-  --mean R,G,B       per-channel mean subtracted after scaling               (default 0,0,0)
-  --std R,G,B        per-channel std divided after the mean                  (default 1,1,1)
+  --scale X, --mean R,G,B, --std R,G,B   preprocessing when the model's metadata has none
+                     ((x * scale - mean) / std; default 1/255, 0,0,0, 1,1,1)
   --shared-scale     draw all feature maps on one value range (default: each its own, like imshow)
   -h, --help         this text
 
 Writes to --out: featuremaps.png, featuremap_0.png, featuremaps.json, ranking.csv, sweep.csv,
-sweep.json, accuracy.svg, accuracy.png, confusion_k0.* and confusion_k<K>.* (K: the largest K within
+sweep.json, accuracy.svg, accuracy.png, sweep_classes.csv (per-class correct and accuracy for every K)
+and sweep_classes.svg/.png (its heatmap), confusion_k0.* and confusion_k<K>.* (K: the largest K within
 1 point; .csv, .json, .svg, .png), report.html (all of it on one page); and per criterion
 sweep_<criterion>.csv. With several criteria sweep.csv holds k and one accuracy column per criterion
 (several seeds: _mean, _min, _max columns), ranking.csv the first criterion's ranking and
@@ -86,6 +96,7 @@ export async function run(args: string[]): Promise<void> {
     backend: { type: "string", default: "auto" },
     batch: { type: "string" },
     limit: { type: "string" },
+    engine: { type: "string" },
     naive: { type: "boolean", default: false },
     algebra: { type: "boolean", default: false },
     "dense-kernel": { type: "boolean", default: false },
@@ -106,15 +117,15 @@ export async function run(args: string[]): Promise<void> {
   }
   const started = new Date().toISOString();
   const clock = new Stopwatch();
-  const batch = positiveInt("batch", values.batch, 256);
-  const workers = positiveInt("workers", values.workers, 1);
+  const batchFlag = values.batch === undefined ? undefined : positiveInt("batch", values.batch, 256);
+  const workersChoice = workersFlag(values.workers);
   const limit = positiveInt("limit", values.limit, Infinity);
   const flags = parsePreprocessing(values);
   const kValues = values.k === undefined ? undefined : parseKList(values.k);
   const criteria = parseCriteria(values.criterion!);
   const seeds = positiveInt("seeds", values.seeds, 5);
   const taylorImages = positiveInt("taylor-images", values["taylor-images"], 512);
-  const engine = engineFlags(values);
+  const engineChoice = engineFlag(values);
 
   // The output folder is checked and locked before any model or data is read.
   await using _claim = await openOutDir(values.out!, "--out", "sweep");
@@ -123,35 +134,38 @@ export async function run(args: string[]): Promise<void> {
   const layer = pickLayer(loaded.model, values.layer);
   assertUncoupled(loaded.model, layer);
   for (const c of criteria) c.check?.(loaded.model, layer);
-  if (kValues) {
-    const bad = kValues.find((k) => k > layer.channels);
-    if (bad !== undefined) {
-      throw new UserError(`--k ${bad} is more than the ${layer.channels} channels of ${layer.name}.`);
-    }
-  }
+  checkKValues(kValues, layer);
   const test = await session.testSet(limit);
   clock.lap("load");
-  const shape = layer.outputShape.join("x"),
-    pre = `x*${prep.scale.toPrecision(4)} - [${prep.mean}]) / [${prep.std}]`;
-  console.error(
-    `sweep: ${modelPath} (${loaded.format}), layer ${layer.name} (${layer.channels} channels, ${shape}, ` +
-      `${layer.activation}), ${test.count} test images, backend ${backend}, preprocessing ${loaded.preprocessingSource} (${pre}`,
-  );
-
   clock.restart();
   const split = await splitModelAsync(loaded.model, layer);
-  // The engine refuses here, before the prefix pass, what does not apply; with --workers N its
-  // workers share the prefix pass and the sweeps (closed when run() returns).
-  using sweeper = await openEngine(engine, { model: loaded.model, layer, split, data: test, prep }, {
+  const task = { model: loaded.model, layer, split, data: test, prep };
+  const { plan, engine, why } = await planSweepRun(
+    "sweep",
+    { workers: workersChoice, batch: batchFlag, engine: engineChoice },
+    task,
+    backend,
+  );
+  const { workers, batch } = plan;
+  const pre = `(x*${prep.scale.toPrecision(4)} - [${prep.mean}]) / [${prep.std}]`;
+  console.error(
+    `sweep: ${modelPath} (${loaded.format}), layer ${layer.name} (${layer.channels} channels, ${
+      layer.outputShape.join("x")
+    }, ` +
+      `${layer.activation}), ${test.count} test images, backend ${backend}, preprocessing ${loaded.preprocessingSource} ${pre}`,
+  );
+
+  // Refuses what does not apply before the prefix pass; its workers close when run() returns.
+  using sweeper = await openEngine(engine, task, {
     workers,
     backend,
     batch,
+    memoryBudgetBytes: plan.memoryBudgetBytes,
   });
   const prefixBar = new Progress({ label: "layer outputs", total: test.count, unit: "img" });
   const outputs = await sweeper.layerOutputs({ batch, onProgress: (n) => prefixBar.set(n) });
   prefixBar.done();
-  // NaN or Infinity in the layer outputs (computeLayerOutputs, in the workers too) or in the K = 0
-  // scores stops the run here, in one line.
+  // NaN or Infinity in the layer outputs or in the K = 0 scores stops the run here, in one line.
   await assertFiniteScores(split, outputs, batch);
   clock.lap("prefix");
 
@@ -170,30 +184,11 @@ export async function run(args: string[]): Promise<void> {
   clock.lap("rank");
 
   const ks = kValues ?? Array.from({ length: layer.channels + 1 }, (_, k) => k);
-  const sweepBar = new Progress({
-    label: values.naive ? "naive sweep" : "sweep",
-    total: ks.length * rankings.length,
-    unit: "K",
-  });
   // One sweep per ranking, all from the same cached layer outputs (or, --naive, the same model).
-  const runs: CriterionRun[] = [];
-  for (const [i, r] of rankings.entries()) {
-    const points = await sweeper.sweep(outputs, r.ranking, {
-      kValues,
-      onProgress: (done, total) => sweepBar.set(i * ks.length + Math.floor((done / total) * ks.length)),
-    });
-    runs.push({
-      criterion: r.criterion.name,
-      label: r.criterion.label,
-      seed: r.seed,
-      ranking: r.ranking,
-      results: points,
-    });
-  }
+  const runs = await sweepEveryRanking(sweeper, outputs, rankings, kValues, ks.length);
   const results = runs[0].results;
   const summaries = summarizeRuns(runs);
   const verdicts = verdictsAt(summaries, [0.25, 0.5, 0.75], layer.channels);
-  sweepBar.done();
   clock.lap("sweep");
 
   const baseline = results.find((r) => r.k === 0)?.accuracy ?? NaN;
@@ -224,10 +219,18 @@ export async function run(args: string[]): Promise<void> {
   await writeRankingFiles(out, criteria, runs);
   const table = runs.length === 1 ? detailTable(runs) : comparisonTable(summaries);
   await writeCsv(join(out, "sweep.csv"), table.header, table.rows);
+  const classAccuracy = classAccuracyData(results, loaded.classNames, test.labels, test.count);
+  if (classAccuracy) await writeClassFiles(out, classAccuracy, layer.name);
   clock.lap("outputs");
   clock.total();
   await writeSweepJson(out, result, {
-    naive: values.naive!,
+    naive: engine === "naive",
+    resources: {
+      workers,
+      batch,
+      memoryBudgetBytes: plan.memoryBudgetBytes,
+      chosen: { engine: why, ...plan.why },
+    },
     prep,
     criteria,
     seeds,
@@ -235,6 +238,7 @@ export async function run(args: string[]): Promise<void> {
     runs,
     summaries,
     verdicts,
+    classAccuracy,
   });
   const accuracySpec = accuracyChart(
     runs.length === 1 ? [{ criterion: criteria[0].label, points: results }] : comparisonSeries(summaries),
@@ -250,12 +254,10 @@ export async function run(args: string[]): Promise<void> {
   );
   console.log(summary.join("\n"));
 
-  // The confusion matrices at K = 0 and the 1-point K: from the cached outputs (masked, suffix
-  // only), or with the naive engine by zeroing the weights and running the whole model (the same
-  // counts, tested in confusion_test.ts); then report.html.
+  // The confusion matrices at K = 0 and the 1-point K (cli/sweep_runs.ts), then report.html.
   clock.restart();
   const confusionKs = [...new Set([0, bandKs(result)[0].k])];
-  const confusion = await sweepConfusion(engine === "naive", confusionKs, {
+  const confusion = await confusionFiles(out, engine === "naive", confusionKs, {
     model: loaded.model,
     layer,
     split,
@@ -265,10 +267,7 @@ export async function run(args: string[]): Promise<void> {
     ranking: runs[0].ranking,
     classes: loaded.classNames,
     batch,
-  });
-  for (const m of confusion) {
-    await writeConfusionFiles(out, m, { layer: layer.name, criterion: criteria[0].name });
-  }
+  }, { layer: layer.name, criterion: criteria[0].name });
   clock.lap("confusion");
   await writeReport(
     join(out, "report.html"),
@@ -281,6 +280,7 @@ export async function run(args: string[]): Promise<void> {
       rankingTable: rankingTable([runs[0]], criteria[0].scoreName),
       tiles: featureMapTiles(maps, h, w, c),
       confusion,
+      classAccuracy,
       run: await runRecord(["sweep", ...args], {
         started,
         model: { path: modelPath, format: loaded.format },

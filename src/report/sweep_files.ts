@@ -68,6 +68,8 @@ export async function writeRankingFiles(
 /** What sweep.json holds besides the `SweepResult`. */
 export interface SweepRecord {
   naive: boolean;
+  /** The workers, batch and memory budget of the run, and why each was chosen. */
+  resources: { workers: number; batch: number; memoryBudgetBytes: number; chosen: Record<string, string> };
   prep: Preprocessing;
   criteria: Criterion[];
   seeds: number;
@@ -75,6 +77,8 @@ export interface SweepRecord {
   runs: CriterionRun[];
   summaries: ReturnType<typeof summarizeRuns>;
   verdicts: ReturnType<typeof verdictsAt>;
+  /** Per-class counts, when the engine gave them. */
+  classAccuracy?: { classes: string[]; images: number[] };
 }
 
 /**
@@ -83,17 +87,20 @@ export interface SweepRecord {
  *
  * @example
  * ```ts
- * await writeSweepJson("out/sweep", result, { naive: false, prep, criteria, seeds: 5, dead, runs, summaries, verdicts });
+ * await writeSweepJson("out/sweep", result, { naive: false, resources, prep, criteria, seeds: 5, dead, runs, summaries, verdicts });
  * ```
  */
 export async function writeSweepJson(out: string, result: SweepResult, r: SweepRecord): Promise<void> {
   await writeJson(join(out, "sweep.json"), {
     ...result,
     naive: r.naive,
+    ...r.resources,
     preprocessing: r.prep,
     criteria: r.criteria.map((c) => c.name),
     seeds: r.criteria.some((c) => c.seeded) ? r.seeds : undefined,
     deadChannels: r.dead,
+    classes: r.classAccuracy?.classes,
+    classImages: r.classAccuracy?.images,
     series: r.runs.map((run) => ({
       criterion: run.criterion,
       seed: run.seed,

@@ -176,3 +176,23 @@ export async function maxOutputDifference(
     largest.dispose();
   }
 }
+
+/**
+ * The latencies of `before` and `after` at batch 1 and at batch 256, `runs` timed runs each
+ * (the two models in turns); null when `runs` is 0.
+ *
+ * @example
+ * ```ts
+ * const [b, a] = (await latencyBeforeAfter(model, slim, 5))!; // b.batch1.medianMs / a.batch1.medianMs
+ * ```
+ */
+export async function latencyBeforeAfter(
+  before: tf.LayersModel,
+  after: tf.LayersModel,
+  runs: number,
+): Promise<{ batch1: Latency; batch256: Latency }[] | null> {
+  if (runs <= 0) return null;
+  const [b1, a1] = await compareLatency([before, after], 1, runs);
+  const [b256, a256] = await compareLatency([before, after], 256, runs);
+  return [{ batch1: b1, batch256: b256 }, { batch1: a1, batch256: a256 }];
+}

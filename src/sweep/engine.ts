@@ -22,7 +22,7 @@ import type { LayerRef } from "../model/layers.ts";
 import type { SplitModel } from "../model/split.ts";
 import { computeLayerOutputs, type LayerOutputs } from "../activations/layer_outputs.ts";
 import { resolveKValues } from "./kvalues.ts";
-import { engineRows } from "./linear_head.ts";
+import { engineRows, planLinearHead } from "./linear_head.ts";
 import type { RowEngine } from "./rows.ts";
 import { sweepIncremental } from "./engines/change_only.ts";
 import { sweepFast } from "./engines/masked.ts";
@@ -34,6 +34,58 @@ export type EngineName = RowEngine | "naive";
 
 /** The engines, by the name `openEngine` takes. */
 export const ENGINE_NAMES: readonly EngineName[] = ["exact", "dense-kernel", "algebra", "naive"];
+
+/** What `--engine` takes: an engine, or "auto" (`chooseEngine`). */
+export type EngineChoice = EngineName | "auto";
+
+/**
+ * Weights of the Dense layers after the layer (the kernel's chain) from which the dense kernel
+ * beats the exact engine. Measured on the 2-core machine, wasm, one worker: on the shipped VGG's
+ * head (0.43 M weights: 128 -> 1024 -> 256 -> 128) the exact engine sweeps 2,000 images in 17-28 s
+ * and the kernel in 21-40 s; on the full-size lab VGG's (6.8 M: 512 -> 4096 -> 1024 -> 512) the
+ * kernel takes 14.6 min and the exact engine 22.0 min (README, bench case b).
+ */
+export const DENSE_KERNEL_MIN_WEIGHTS = 2 ** 21;
+
+/**
+ * The engine `--engine auto` runs: the fastest exact one for the task. On WebGPU in one process
+ * the exact engine (the masked engine, every K batched on the device); elsewhere the dense
+ * kernel where it applies (a Dense head after the layer, relu or linear, WebAssembly SIMD) and
+ * that head is big enough to pay for it (`DENSE_KERNEL_MIN_WEIGHTS`), else the exact engine.
+ * Both give the naive method's counts. A named engine is returned as is.
+ *
+ * @example
+ * ```ts
+ * const { name, why } = await chooseEngine("auto", task, { backend: "wasm", workers: 2 });
+ * // name "dense-kernel" on the shipped VGG; why says so in words
+ * ```
+ */
+export async function chooseEngine(
+  choice: EngineChoice,
+  task: SweepTask,
+  opts: { backend: string; workers: number; minKernelWeights?: number },
+): Promise<{ name: EngineName; why: string }> {
+  if (choice !== "auto") return { name: choice, why: "flag" };
+  if (opts.backend === "webgpu" && opts.workers === 1) {
+    return { name: "exact", why: "auto: the masked engine on the GPU" };
+  }
+  try {
+    await engineRows(task.model, task.split, "dense-kernel");
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    return {
+      name: "exact",
+      why: `auto: no dense kernel here (${e.message.replace(/^--dense-kernel /, "")})`,
+    };
+  }
+  const plan = await planLinearHead(task.model, task.layer);
+  const layers = "head" in plan ? [plan.head.dense, ...(plan.head.denseTail?.layers ?? [])] : [];
+  const weights = layers.reduce((sum, l) => sum + l.countParams(), 0);
+  const head = `the Dense head after ${task.layer.name} (${(weights / 1e6).toFixed(2)} M weights)`;
+  return weights >= (opts.minKernelWeights ?? DENSE_KERNEL_MIN_WEIGHTS)
+    ? { name: "dense-kernel", why: `auto: ${head} runs on the kernel` }
+    : { name: "exact", why: `auto: ${head} is too small to pay for the kernel` };
+}
 
 /** Progress of a long step: `done` units of `total` (images, rows or K values). */
 export type OnProgress = (done: number, total: number) => void;

@@ -21,13 +21,20 @@ export function resolveKValues(kValues: number[] | undefined, channels: number):
 }
 
 /** The sweep point for K pruned channels. */
-export function sweepPoint(k: number, ranking: Ranking, correct: number, total: number): SweepPoint {
+export function sweepPoint(
+  k: number,
+  ranking: Ranking,
+  correct: number,
+  total: number,
+  classCorrect?: number[],
+): SweepPoint {
   return {
     k,
     channelPrunedAtK: k > 0 ? ranking.order[k - 1] : null,
     correct,
     total,
     accuracy: total > 0 ? correct / total : 0,
+    ...(classCorrect ? { classCorrect } : {}),
   };
 }
 

@@ -40,9 +40,10 @@ export type WorkerRequest =
     memoryBudgetBytes?: number;
   };
 
-/** A worker's sweep result: counts per K of its share, and the suffix rows it ran. */
+/** A worker's sweep result: counts per K of its share (in all, and per true class), and the suffix rows it ran. */
 export interface SweepShare {
   correct: number[];
+  classCorrect: number[][];
   rows: number;
 }
 
@@ -98,7 +99,11 @@ async function handle(msg: WorkerRequest): Promise<unknown> {
       postProgress(msg.id, done, total);
     },
   });
-  return { correct: points.map((p) => p.correct), rows: rowsRun } satisfies SweepShare;
+  return {
+    correct: points.map((p) => p.correct),
+    classCorrect: points.map((p) => p.classCorrect ?? []),
+    rows: rowsRun,
+  } satisfies SweepShare;
 }
 
 serveRequests(handle);

@@ -276,7 +276,7 @@ Deno.test({
   },
 });
 
-Deno.test("sweep --algebra and --dense-kernel on the shipped VGG: the exact engine's counts; refused where they do not apply", async () => {
+Deno.test("sweep --engine on the shipped VGG: the default (auto), dense-kernel and algebra give the counts of --workers 1 --engine exact for every K, per class too; refused where they do not apply", async () => {
   const model = fixture("models/default/model.json");
   const counts = async (extra: string[]) => {
     const out = await Deno.makeTempDir();
@@ -284,12 +284,32 @@ Deno.test("sweep --algebra and --dense-kernel on the shipped VGG: the exact engi
     assert.equal(code, 0, stderr.join("\n"));
     const json = JSON.parse(await Deno.readTextFile(join(out, "sweep.json")));
     await Deno.remove(out, { recursive: true });
-    return { engine: json.engine, correct: json.results.map((r: { correct: number }) => r.correct) };
+    type Point = { correct: number; classCorrect: number[] };
+    return {
+      engine: json.engine,
+      workers: json.workers,
+      chosen: json.chosen,
+      correct: json.results.map((r: Point) => r.correct),
+      classCorrect: json.results.map((r: Point) => r.classCorrect),
+    };
   };
-  const exact = await counts([]);
-  const algebra = await counts(["--algebra"]);
-  const kernel = await counts(["--dense-kernel", "--workers", "2"]);
+  const exact = await counts(["--workers", "1", "--engine", "exact"]);
+  const auto = await counts([]);
+  const algebra = await counts(["--engine", "algebra"]);
+  const kernel = await counts(["--dense-kernel", "--workers", "2"]); // the old flag, an alias
   assert.equal(exact.engine, "exact");
+  assert.equal(exact.chosen.engine, "flag");
+  // Its Dense head (0.43 M weights) is too small for the kernel to pay: auto runs exact.
+  assert.equal(auto.engine, "exact");
+  assert.match(
+    auto.chosen.engine,
+    /^auto: the Dense head after block5_conv3 \(0\.43 M weights\) is too small/,
+  );
+  assert.match(auto.chosen.workers, /^auto: /);
+  assert.deepEqual(auto.correct, exact.correct);
+  assert.deepEqual(auto.classCorrect, exact.classCorrect);
+  assert.equal(exact.classCorrect[0].length, 10);
+  assert.deepEqual(kernel.classCorrect, exact.classCorrect);
   assert.equal(algebra.engine, "algebra");
   assert.equal(kernel.engine, "dense-kernel");
   assert.equal(algebra.correct.length, 129);
@@ -300,8 +320,8 @@ Deno.test("sweep --algebra and --dense-kernel on the shipped VGG: the exact engi
     /--algebra does not apply after block1_conv1: block1_conv2 \(Conv2D\) is not a per-channel layer/,
   );
   await expectOneLineFailure(
-    ["--model", model, "--data", TINY_DATA, "--algebra", "--naive"],
-    /three engines: pass one of them/,
+    ["--model", model, "--data", TINY_DATA, "--engine", "algebra", "--naive"],
+    /--naive and --engine algebra each pick an engine: pass one --engine/,
   );
   await expectOneLineFailure(
     ["--model", model, "--data", TINY_DATA, "--dense-kernel", "--layer", "block5_conv2"],

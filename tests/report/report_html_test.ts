@@ -150,10 +150,18 @@ Deno.test({
   ignore: !version,
   fn: async () => {
     const out = await runQuiet(["sweep", ...TINY]);
-    const { dom, drawn } = await assertDrawn(out, ["accuracy", "confusion-k0", "confusion-k9"]);
-    // The confusion charts have one cell per (true, predicted) pair.
-    const cells = drawn.get("confusion-k0")!.match(/<g class="mark-rect role-mark[^>]*>([\s\S]*?)<\/g>/);
-    assert.equal(cells![1].match(/<path/g)?.length, 100);
+    const { dom, drawn } = await assertDrawn(out, [
+      "accuracy",
+      "confusion-k0",
+      "confusion-k9",
+      "class-accuracy",
+    ]);
+    // The confusion charts have one cell per (true, predicted) pair; the per-class heatmap one
+    // per class and K (10 classes, K = 0..16).
+    const cells = (id: string) =>
+      drawn.get(id)!.match(/<g class="mark-rect role-mark[^>]*>([\s\S]*?)<\/g>/)![1].match(/<path/g)?.length;
+    assert.equal(cells("confusion-k0"), 100);
+    assert.equal(cells("class-accuracy"), 170);
     // The ranking table: 16 rows under rank, channel, mean_activation; and 16 feature-map tiles.
     const ranking = dom.match(
       /<th>rank<\/th><th>channel<\/th><th>mean_activation<\/th><\/tr><\/thead><tbody>([\s\S]*?)<\/tbody>/,
@@ -219,7 +227,7 @@ Deno.test({
         {
           id: "fine",
           title: "fine",
-          // The per-class heatmap the report shows once sweeps record per-class counts.
+          // The per-class heatmap a sweep's report shows.
           spec: classAccuracyChart({
             classes: ["cat", "dog", "ship"],
             images: [10, 10, 10],

@@ -8,7 +8,8 @@ import type { SweepResult } from "../../types.ts";
 import type { ConfusionMatrix } from "../../surgery/confusion.ts";
 import type { CriterionRun } from "../compare.ts";
 import { largestKWithin, SUMMARY_BANDS } from "../../sweep/summary.ts";
-import { classAccuracyChart, type ClassAccuracyData, confusionChart } from "../../viz/class_charts.ts";
+import { type ClassAccuracyData, confusionChart } from "../../viz/class_charts.ts";
+import { classChart } from "../class_tables.ts";
 import type { ReportChart, ReportRecord, ReportTable, RunRecord } from "./html.ts";
 import type { Table } from "../criteria_tables.ts";
 import { confusionTable } from "../confusion_tables.ts";
@@ -68,7 +69,9 @@ export function sweepReport(input: SweepReportInput): ReportRecord {
     charts.push({
       id: "class-accuracy",
       title: "Per-class accuracy against K",
-      spec: classAccuracyChart(input.classAccuracy, { title: `${result.layer}: accuracy of each class` }),
+      caption:
+        `${input.ranked.label}; colour: the share of each class's test images right; hover for counts.`,
+      spec: classChart(input.classAccuracy, result.layer),
     });
   }
   const order = input.ranked.ranking.order;

@@ -224,6 +224,10 @@ export async function sweepIncremental(
     : 0;
 
   const diff = new Float64Array(ks.length);
+  // diff split by true class: classDiff[j * classes + c] (the class count is the scores' width,
+  // known at the first suffix call).
+  let classes = 0;
+  let classDiff = new Float64Array(0);
   const stack = new Float32Array(rowsPerCall * rowSize);
   const rowImage = new Int32Array(rowsPerCall);
   const rowStep = new Int32Array(rowsPerCall);
@@ -239,6 +243,10 @@ export async function sweepIncremental(
     const scores = source.scoreRows
       ? source.scoreRows(stack, m, rowImage)
       : tf.tidy(() => source.scores(tf.tensor(stack.subarray(0, m * rowSize), [m, ...source.rowShape])));
+    if (classes === 0) {
+      classes = scores.shape[1];
+      classDiff = new Float64Array(ks.length * classes);
+    }
     let predicted: Int32Array;
     try {
       predicted = await predictedClasses(scores);
@@ -250,8 +258,10 @@ export async function sweepIncremental(
     }
     for (let r = 0; r < m; r++) {
       const i = rowImage[r];
-      const ok = predicted[r] === labels[start + i] ? 1 : 0;
+      const label = labels[start + i];
+      const ok = predicted[r] === label ? 1 : 0;
       diff[rowStep[r]] += ok - current[i];
+      classDiff[rowStep[r] * classes + label] += ok - current[i];
       current[i] = ok;
     }
     rowsDone += m;
@@ -280,9 +290,11 @@ export async function sweepIncremental(
   opts.onWork?.(rowsDone, rowsDone);
   const points: SweepPoint[] = [];
   let correct = 0;
+  const classCorrect = new Array<number>(classes).fill(0);
   ks.forEach((k, j) => {
     correct += diff[j];
-    points.push(sweepPoint(k, ranking, correct, count));
+    for (let c = 0; c < classes; c++) classCorrect[c] += classDiff[j * classes + c];
+    points.push(sweepPoint(k, ranking, correct, count, classCorrect.slice()));
   });
   return points;
 }

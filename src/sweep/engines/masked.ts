@@ -16,7 +16,7 @@ import type { Pushdown, SplitModel } from "../../model/split.ts";
 import type { Ranking, SweepPoint } from "../../types.ts";
 import type { LayerOutputs } from "../../activations/layer_outputs.ts";
 import { defaultMasking, maskChannelsStacked, type MaskingSite, maskStackInto } from "../mask.ts";
-import { countCorrect } from "../../model/evaluate.ts";
+import { countCorrectByClass, splitClassCounts } from "../../model/evaluate.ts";
 import {
   checkSweepInputs,
   DEFAULT_MEMORY_BUDGET,
@@ -152,7 +152,7 @@ export async function sweepFast(
     group.forEach((k, j) => {
       for (let ch = 0; ch < channels; ch++) masks[j * channels + ch] = position[ch] < k ? 1 : 0;
     });
-    const correct = new Array<number>(m).fill(0);
+    let byClass: number[][] = [];
     for (let first = 0; first < count; first += imageBatch) {
       const n = Math.min(imageBatch, count - first);
       const batch = start.data.subarray(first * perImage, (first + n) * perImage);
@@ -165,19 +165,23 @@ export async function sweepFast(
           const y = tf.tensor4d(batch, [n, height1, width1, channels]);
           input = maskChannelsStacked(y, masks, m, fill, "device");
         }
-        return countCorrect(rest(input), labels.subarray(first, first + n), m);
+        return countCorrectByClass(rest(input), labels.subarray(first, first + n), m);
       });
       try {
-        const values = await counts.data();
+        const values = splitClassCounts(await counts.data(), m);
         await pauseForSignals();
-        for (let j = 0; j < m; j++) correct[j] += values[j];
+        if (byClass.length === 0) byClass = values.map((row) => row.map(() => 0));
+        values.forEach((row, j) => row.forEach((x, c) => (byClass[j][c] += x)));
       } finally {
         counts.dispose();
       }
       workDone += m * n;
       opts.onWork?.(workDone, totalWork);
     }
-    group.forEach((k, j) => points.push(sweepPoint(k, ranking, correct[j], count)));
+    group.forEach((k, j) => {
+      const classCorrect = byClass[j] ?? [];
+      points.push(sweepPoint(k, ranking, classCorrect.reduce((a, b) => a + b, 0), count, classCorrect));
+    });
     opts.onProgress?.(points.length);
   }
   return points;

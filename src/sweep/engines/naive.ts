@@ -77,8 +77,8 @@ export async function sweepNaive(
     for (const k of ks) {
       while (pruned < k) zeroChannel(ranking.order[pruned++]);
       setWeightValues(conv, working, shapes);
-      const { correct, total } = await evaluate(model, ds, prep, opts.batch);
-      points.push(sweepPoint(k, ranking, correct, total));
+      const { correct, total, classCorrect } = await evaluate(model, ds, prep, opts.batch);
+      points.push(sweepPoint(k, ranking, correct, total, classCorrect));
       opts.onProgress?.(points.length);
     }
   } finally {

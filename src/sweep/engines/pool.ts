@@ -201,6 +201,7 @@ export class SweepPool {
       memoryBudgetBytes: opts.memoryBudgetBytes,
     };
     let correct: number[];
+    let classCorrect: number[][];
     let shares: SweepShare[];
     if (splitBy === "images") {
       const ranges = evenRanges(out.count, this.size);
@@ -208,7 +209,7 @@ export class SweepPool {
       shares = await Promise.all(
         ranges.map(([s, e], w) =>
           e === s
-            ? Promise.resolve({ correct: ks.map(() => 0), rows: 0 })
+            ? Promise.resolve({ correct: ks.map(() => 0), classCorrect: ks.map(() => []), rows: 0 })
             : this.workers[w].request<SweepShare>(
               { ...base, labels: labels.slice(s, e), kValues: ks },
               progress(w),
@@ -216,23 +217,27 @@ export class SweepPool {
         ),
       );
       correct = ks.map((_, j) => shares.reduce((sum, c) => sum + c.correct[j], 0));
+      classCorrect = ks.map((_, j) => addCounts(shares.map((c) => c.classCorrect[j])));
     } else {
       await this.hold(out, null);
       const cost = changeCounts(out, this.fill, ranking.order, ks);
       const ranges = balancedRanges(cost, this.size, out.count);
       shares = await Promise.all(
         ranges.map(([s, e], w) =>
-          e === s ? Promise.resolve({ correct: [], rows: 0 }) : this.workers[w].request<SweepShare>(
-            { ...base, labels: labels.slice(0, out.count), kValues: ks.slice(s, e) },
-            progress(w),
-          )
+          e === s
+            ? Promise.resolve({ correct: [], classCorrect: [], rows: 0 })
+            : this.workers[w].request<SweepShare>(
+              { ...base, labels: labels.slice(0, out.count), kValues: ks.slice(s, e) },
+              progress(w),
+            )
         ),
       );
       correct = shares.flatMap((c) => c.correct);
+      classCorrect = shares.flatMap((c) => c.classCorrect);
     }
     this.lastSweepRows = shares.reduce((sum, c) => sum + c.rows, 0);
     opts.onProgress?.(ks.length);
-    return ks.map((k, j) => sweepPoint(k, ranking, correct[j], out.count));
+    return ks.map((k, j) => sweepPoint(k, ranking, correct[j], out.count, classCorrect[j]));
   }
 
   /** Stop every worker. */
@@ -244,4 +249,10 @@ export class SweepPool {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/** Per-class counts added entry by entry (an empty list, from a worker with no images, adds nothing). */
+function addCounts(parts: number[][]): number[] {
+  const width = Math.max(0, ...parts.map((p) => p.length));
+  return Array.from({ length: width }, (_, c) => parts.reduce((sum, p) => sum + (p[c] ?? 0), 0));
 }
