@@ -16,9 +16,9 @@ import { splitModelAsync } from "../model/split.ts";
 import { assertFiniteScores, averageMaps } from "../activations/layer_outputs.ts";
 import { chanceLevelWarning } from "../sweep/summary.ts";
 import { channelStats, deadChannels } from "../rank/activation.ts";
-import { computeRankings, criterionNames, parseCriteria } from "../rank/registry.ts";
+import { assertGroupCriterion, computeRankings, criterionNames, parseCriteria } from "../rank/registry.ts";
 import { outputKind } from "../model/class_scores.ts";
-import { assertUncoupled } from "../model/coupling.ts";
+import { channelGroup, groupName } from "../model/coupling.ts";
 import { type CriterionRun, summarizeRuns, verdictsAt } from "../report/compare.ts";
 import { comparisonSeries, comparisonTable, detailTable, rankingTable } from "../report/criteria_tables.ts";
 import { openEngine } from "../sweep/engine.ts";
@@ -120,8 +120,13 @@ export async function run(args: string[]): Promise<void> {
   await using _claim = await openOutDir(values.out!, "--out", "sweep");
   const session = await openSession(values, flags);
   const { backend, modelPath, loaded, prep } = session;
-  const layer = pickLayer(loaded.model, values.layer);
-  assertUncoupled(loaded.model, layer);
+  // A coupled conv is swept with its whole channel group, cut at the member that runs first.
+  const picked = pickLayer(loaded.model, values.layer);
+  const group = channelGroup(loaded.model, picked);
+  const layer = group ? group.members[0] : picked;
+  const members = group ? group.members.slice(1) : [];
+  const layerName = group ? groupName(group) : layer.name;
+  if (group) { for (const c of criteria) assertGroupCriterion(c, layerName); }
   for (const c of criteria) c.check?.(loaded.model, layer);
   if (kValues) {
     const bad = kValues.find((k) => k > layer.channels);
@@ -132,7 +137,9 @@ export async function run(args: string[]): Promise<void> {
   const test = await session.testSet(limit);
   clock.lap("load");
   console.error(
-    `sweep: ${modelPath} (${loaded.format}), layer ${layer.name} (${layer.channels} channels, ` +
+    `sweep: ${modelPath} (${loaded.format}), ${
+      group ? "channel group" : "layer"
+    } ${layerName} (${layer.channels} channels, ` +
       `${
         layer.outputShape.join("x")
       }, ${layer.activation}), ${test.count} test images, backend ${backend}, ` +
@@ -142,7 +149,7 @@ export async function run(args: string[]): Promise<void> {
   );
 
   clock.restart();
-  const split = await splitModelAsync(loaded.model, layer);
+  const split = await splitModelAsync(loaded.model, layer, members.map((m) => m.name));
   // The engine refuses here, before the prefix pass, what does not apply; with --workers N its
   // workers share the prefix pass and the sweeps (closed when run() returns).
   using sweeper = await openEngine(engine, { model: loaded.model, layer, split, data: test, prep }, {
@@ -164,6 +171,7 @@ export async function run(args: string[]): Promise<void> {
   const rankings = await computeRankings(criteria, {
     model: loaded.model,
     layer,
+    members,
     split,
     stats,
     prep,
@@ -204,7 +212,8 @@ export async function run(args: string[]): Promise<void> {
   if (chance) console.error(chance);
   const result: SweepResult = {
     model: modelPath,
-    layer: layer.name,
+    layer: layerName,
+    ...(group ? { members: group.members.map((m) => m.name) } : {}),
     channels: layer.channels,
     criterion: criteria[0].name,
     backend,
@@ -274,6 +283,7 @@ export async function run(args: string[]): Promise<void> {
       confusionKs,
       loaded.classNames,
       batch,
+      members.map((m) => m.name),
     )
     : await confusionFromOutputs(
       split,

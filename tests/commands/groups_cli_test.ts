@@ -1,0 +1,97 @@
+/**
+ * `sweep` on a residual model end to end (ResNet-20 layout, seeded random weights, saved as a
+ * TF.js model): `--layer` on a coupled conv sweeps its whole group and names every member; a
+ * block's first conv (its shortcut crosses the cut) sweeps as one layer; a criterion with no
+ * group score yet is one line.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { main } from "../../main.ts";
+import { setupBackend } from "../../src/backend.ts";
+import { buildResnet20 } from "../../src/model/resnet.ts";
+import { fileSaver } from "../../src/model/tfjs_io.ts";
+import { fixture, randomize, withTempDir } from "../_helpers.ts";
+
+async function quietMain(args: string[]): Promise<{ code: number; stderr: string[] }> {
+  const lines: string[] = [];
+  const original = console.error;
+  const log = console.log;
+  console.error = (...a: unknown[]) => lines.push(a.map(String).join(" "));
+  console.log = () => {};
+  Deno.env.set("PRUNESCOPE_NO_PROGRESS", "1");
+  try {
+    return { code: await main(args), stderr: lines };
+  } finally {
+    console.error = original;
+    console.log = log;
+  }
+}
+
+Deno.test("sweep CLI: a coupled conv sweeps its group; a block's first conv sweeps alone", async () => {
+  await withTempDir(async (dir) => {
+    await setupBackend("wasm");
+    const model = buildResnet20({ seed: 2 });
+    randomize(model, 4, 2);
+    await model.save(fileSaver(join(dir, "resnet")));
+    model.dispose();
+    const common = [
+      "--model",
+      join(dir, "resnet", "model.json"),
+      "--data",
+      fixture("cifar10-tiny"),
+      "--limit",
+      "12",
+    ];
+
+    const bad = await quietMain([
+      "sweep",
+      ...common,
+      "--layer",
+      "stage3_block2_conv2",
+      "--out",
+      join(dir, "x"),
+    ]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr.join("\n"), /criterion mean has no group score yet .*stage3_block1_conv2\+/);
+
+    const out = join(dir, "group");
+    const ok = await quietMain([
+      "sweep",
+      ...common,
+      "--layer",
+      "stage3_block2_conv2",
+      "--criterion",
+      "l1",
+      "--k",
+      "0,16,64",
+      "--out",
+      out,
+    ]);
+    assert.equal(ok.code, 0, ok.stderr.join("\n"));
+    const result = JSON.parse(await Deno.readTextFile(join(out, "sweep.json")));
+    assert.deepEqual(result.members, [
+      "stage3_block1_conv2",
+      "stage3_block1_proj",
+      "stage3_block2_conv2",
+      "stage3_block3_conv2",
+    ]);
+    assert.equal(result.layer, result.members.join("+"));
+    assert.deepEqual(result.results.map((p: { k: number }) => p.k), [0, 16, 64]);
+
+    const plain = join(dir, "plain");
+    const one = await quietMain([
+      "sweep",
+      ...common,
+      "--layer",
+      "stage2_block2_conv1",
+      "--k",
+      "0,8,32",
+      "--out",
+      plain,
+    ]);
+    assert.equal(one.code, 0, one.stderr.join("\n"));
+    const single = JSON.parse(await Deno.readTextFile(join(plain, "sweep.json")));
+    assert.equal(single.layer, "stage2_block2_conv1");
+    assert.equal(single.members, undefined);
+  });
+});
