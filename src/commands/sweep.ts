@@ -16,6 +16,7 @@ import { splitModelAsync } from "../model/split.ts";
 import { assertFiniteScores, averageMaps } from "../activations/layer_outputs.ts";
 import { chanceLevelWarning } from "../sweep/summary.ts";
 import { channelStats, deadChannels } from "../rank/activation.ts";
+import { mergedOutputStats } from "../rank/group_stats.ts";
 import { assertGroupCriterion, computeRankings, criterionNames, parseCriteria } from "../rank/registry.ts";
 import { outputKind } from "../model/class_scores.ts";
 import { channelGroup, groupName } from "../model/coupling.ts";
@@ -166,7 +167,10 @@ export async function run(args: string[]): Promise<void> {
   clock.lap("prefix");
 
   const maps = averageMaps(outputs);
-  const stats = channelStats(outputs, split.activationOfZero);
+  // A group's activation statistics are its merged output's (one more pass, to the last merge).
+  const stats = group
+    ? await mergedOutputStats(loaded.model, group, test, prep, { fill: split.activationOfZero, batch })
+    : channelStats(outputs, split.activationOfZero);
   const dead = deadChannels(stats);
   const rankings = await computeRankings(criteria, {
     model: loaded.model,

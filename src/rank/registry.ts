@@ -96,13 +96,14 @@ async function groupGamma(ctx: RankingContext): Promise<Ranking> {
 
 /**
  * Refuse, in one line, a criterion that has no group score yet on a coupled channel group
- * (the weight criteria and `random` have one: see the README).
+ * (taylor; the activation criteria read the merged output, `rank/group_stats.ts`, the weight
+ * criteria sum over the members: see the README).
  */
 export function assertGroupCriterion(c: Criterion, group: string): void {
-  if (c.source === "weights" || c.source === "seed") return;
+  if (c.source !== "gradients") return;
   throw new UserError(
     `criterion ${c.name} has no group score yet for the coupled channel group ${group}; ` +
-      `use --criterion l1, l2, bn-gamma or random.`,
+      `use --criterion mean, apoz, l1, l2, bn-gamma or random.`,
   );
 }
 

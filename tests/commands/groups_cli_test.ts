@@ -2,7 +2,7 @@
  * `sweep` on a residual model end to end (ResNet-20 layout, seeded random weights, saved as a
  * TF.js model): `--layer` on a coupled conv sweeps its whole group and names every member; a
  * block's first conv (its shortcut crosses the cut) sweeps as one layer; a criterion with no
- * group score yet is one line.
+ * group score yet (taylor) is one line.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -48,11 +48,13 @@ Deno.test("sweep CLI: a coupled conv sweeps its group; a block's first conv swee
       ...common,
       "--layer",
       "stage3_block2_conv2",
+      "--criterion",
+      "taylor",
       "--out",
       join(dir, "x"),
     ]);
     assert.equal(bad.code, 1);
-    assert.match(bad.stderr.join("\n"), /criterion mean has no group score yet .*stage3_block1_conv2\+/);
+    assert.match(bad.stderr.join("\n"), /criterion taylor has no group score yet .*stage3_block1_conv2\+/);
 
     const out = join(dir, "group");
     const ok = await quietMain([
@@ -61,7 +63,7 @@ Deno.test("sweep CLI: a coupled conv sweeps its group; a block's first conv swee
       "--layer",
       "stage3_block2_conv2",
       "--criterion",
-      "l1",
+      "mean,l1",
       "--k",
       "0,16,64",
       "--out",

@@ -10,7 +10,11 @@ import { loadTestSet } from "../../src/data/cifar10.ts";
 import { imagesToTensor } from "../../src/data/tensors.ts";
 import { buildResnet20 } from "../../src/model/resnet.ts";
 import { pickLayer } from "../../src/model/layers.ts";
-import { channelGroup, channelGroups, groupName } from "../../src/model/coupling.ts";
+import { channelGroup, channelGroups, convKernel, groupName } from "../../src/model/coupling.ts";
+import { mergedOutputStats } from "../../src/rank/group_stats.ts";
+import { channelMeans } from "../../src/rank/activation.ts";
+import { criterionByName } from "../../src/rank/registry.ts";
+import { filterNorms } from "../../src/rank/weights.ts";
 import { splitModelAsync } from "../../src/model/split.ts";
 import { openEngine } from "../../src/sweep/engine.ts";
 import { rankRandom } from "../../src/rank/random.ts";
@@ -84,4 +88,35 @@ Deno.test("groups: fast == naive for every K on a block's first conv (its shortc
 
 Deno.test("groups: fast == naive on the last stage's group, projection conv included", async () => {
   await fastEqualsNaive("stage3_block3_conv2", true, [0, 1, 7, 16, 31, 32, 48, 63, 64]);
+});
+
+Deno.test("groups: mean reads the merged output, l1 sums the members' filter norms", async () => {
+  const { model, data } = await resnet();
+  const group = channelGroup(model, pickLayer(model, "stage2_block3_conv2"))!;
+  const stats = await mergedOutputStats(model, group, data, PREP, { fill: 0 });
+  // The mean over images and positions of the last merge's output, computed directly.
+  const merged = tf.model({ inputs: model.inputs, outputs: model.getLayer("stage2_block3_add").output });
+  const want = tf.tidy(() =>
+    (merged.predict(imagesToTensor(data, 0, data.count, PREP)) as tf.Tensor4D).mean([0, 1, 2]).dataSync()
+  );
+  channelMeans(stats).forEach((m, c) =>
+    assert.ok(Math.abs(m - want[c]) < 1e-4, `channel ${c}: ${m} vs ${want[c]}`)
+  );
+
+  const [layer, ...members] = group.members;
+  const split = await splitModelAsync(model, layer, members.map((m) => m.name));
+  const l1 = await criterionByName("l1").rank({
+    model,
+    layer,
+    members,
+    split,
+    seed: 0,
+    prep: PREP,
+    outputKind: "probabilities",
+  });
+  const sum = new Float64Array(layer.channels);
+  for (const m of group.members) {
+    filterNorms((await convKernel(model, m)).values, layer.channels, 1).forEach((v, c) => (sum[c] += v));
+  }
+  assert.deepEqual(Array.from(l1.scores), Array.from(sum));
 });

@@ -314,7 +314,7 @@ Deno.test("coupled layers (a conv feeding an Add) are refused naming the Add; --
     assert.equal(one.code, 1);
     assert.match(one.errors, /conv2 feeds the Add layer 'residual' \(through relu2\)/);
     const sweep = await captureErrors(() =>
-      main(["sweep", ...base, "--layer", "conv3", "--out", join(dir, "y")])
+      main(["sweep", ...base, "--layer", "conv3", "--criterion", "taylor", "--out", join(dir, "y")])
     );
     // sweep takes conv3 with its group (conv2 + conv3), where mean has no group score yet.
     assert.equal(sweep.code, 1);

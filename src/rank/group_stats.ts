@@ -1,0 +1,36 @@
+/**
+ * The activation statistics of a coupled channel group: those of its merged output (the output
+ * of the group's last merge layer, e.g. the `Add` that ends a residual stage), where the
+ * members' channel c have all been summed into one channel c. The group scores of `mean`,
+ * `apoz` and `largest` read these (see the README).
+ */
+import type * as tf from "@tensorflow/tfjs";
+import type { Dataset, Preprocessing } from "../types.ts";
+import type { ChannelGroup } from "../model/coupling.ts";
+import { layerRef } from "../model/layers.ts";
+import { splitModelAsync } from "../model/split.ts";
+import { computeLayerOutputs } from "../activations/layer_outputs.ts";
+import { type ChannelStats, channelStats } from "./activation.ts";
+
+/**
+ * Per-channel statistics of `group`'s merged output over `ds` (one more prefix pass, to the
+ * last merge). `fill`: the value counted as "pruned" (`atFill`), the first member's activation of 0.
+ *
+ * @example
+ * ```ts
+ * const stats = await mergedOutputStats(model, group, test, prep, { fill: split.activationOfZero });
+ * rankByMeanStats(stats); // the group's mean ranking
+ * ```
+ */
+export async function mergedOutputStats(
+  model: tf.LayersModel,
+  group: ChannelGroup,
+  ds: Dataset,
+  prep: Preprocessing,
+  opts: { fill: number; batch?: number; onProgress?: (done: number) => void },
+): Promise<ChannelStats> {
+  const merge = layerRef(model, group.merges[group.merges.length - 1]);
+  const split = await splitModelAsync(model, merge);
+  const out = await computeLayerOutputs(split, ds, prep, { batch: opts.batch, onProgress: opts.onProgress });
+  return channelStats({ ...out, carried: undefined }, opts.fill);
+}
