@@ -4,9 +4,9 @@
  * to another branch's channels, and the weights the weight-based criteria read (its kernel, the
  * gamma of the BatchNormalization right after it).
  *
- * Coupled layers are refused, not pruned as a group: pruning channel c of one branch of an `Add`
- * leaves channel c of the sum fed by the other branch, so the channel cannot be removed from the
- * network, and a ranking of that layer alone says nothing about the block.
+ * Pruning channel c of one branch of an `Add` leaves channel c of the sum fed by the other
+ * branch, so coupled layers are pruned as a group (`channelGroup`: every member's channel c at
+ * once); `couplingOf` / `assertUncoupled` tell whether a layer is coupled at all.
  */
 import type * as tf from "@tensorflow/tfjs";
 import { UserError } from "../core/errors.ts";
