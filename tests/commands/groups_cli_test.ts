@@ -2,7 +2,8 @@
  * `sweep` on a residual model end to end (ResNet-20 layout, seeded random weights, saved as a
  * TF.js model): `--layer` on a coupled conv sweeps its whole group and names every member; a
  * block's first conv (its shortcut crosses the cut) sweeps as one layer; a criterion with no
- * group score yet (taylor) is one line.
+ * group score yet (taylor) is one line; the model exported to a Functional Keras .h5 (Add,
+ * GlobalAveragePooling2D) by our writer sweeps to the same counts.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -10,6 +11,7 @@ import { main } from "../../main.ts";
 import { setupBackend } from "../../src/backend.ts";
 import { buildResnet20 } from "../../src/model/resnet.ts";
 import { fileSaver } from "../../src/model/tfjs_io.ts";
+import { writeKerasH5 } from "../../src/model/keras/h5_writer.ts";
 import { fixture, randomize, withTempDir } from "../_helpers.ts";
 
 async function quietMain(args: string[]): Promise<{ code: number; stderr: string[] }> {
@@ -33,6 +35,8 @@ Deno.test("sweep CLI: a coupled conv sweeps its group; a block's first conv swee
     const model = buildResnet20({ seed: 2 });
     randomize(model, 4, 2);
     await model.save(fileSaver(join(dir, "resnet")));
+    // The same model as a Functional Keras 2 .h5 (Add, GlobalAveragePooling2D), written by our writer.
+    await Deno.writeFile(join(dir, "resnet20.h5"), await writeKerasH5(model));
     model.dispose();
     const common = [
       "--model",
@@ -95,5 +99,26 @@ Deno.test("sweep CLI: a coupled conv sweeps its group; a block's first conv swee
     const single = JSON.parse(await Deno.readTextFile(join(plain, "sweep.json")));
     assert.equal(single.layer, "stage2_block2_conv1");
     assert.equal(single.members, undefined);
+
+    // The .h5 sweeps end to end to the same counts as the TF.js copy.
+    const h5 = join(dir, "h5");
+    const fromH5 = await quietMain([
+      "sweep",
+      "--model",
+      join(dir, "resnet20.h5"),
+      ...common.slice(2),
+      "--layer",
+      "stage2_block2_conv1",
+      "--k",
+      "0,8,32",
+      "--out",
+      h5,
+    ]);
+    assert.equal(fromH5.code, 0, fromH5.stderr.join("\n"));
+    const again = JSON.parse(await Deno.readTextFile(join(h5, "sweep.json")));
+    assert.deepEqual(
+      again.results.map((p: { correct: number }) => p.correct),
+      single.results.map((p: { correct: number }) => p.correct),
+    );
   });
 });
