@@ -20,12 +20,16 @@ async function quietMain(args: string[]): Promise<{ code: number; stderr: string
   const log = console.log;
   console.error = (...a: unknown[]) => lines.push(a.map(String).join(" "));
   console.log = () => {};
+  // Set for this run only: child processes of later tests must not inherit it.
+  const quiet = Deno.env.get("PRUNESCOPE_NO_PROGRESS");
   Deno.env.set("PRUNESCOPE_NO_PROGRESS", "1");
   try {
     return { code: await main(args), stderr: lines };
   } finally {
     console.error = original;
     console.log = log;
+    if (quiet === undefined) Deno.env.delete("PRUNESCOPE_NO_PROGRESS");
+    else Deno.env.set("PRUNESCOPE_NO_PROGRESS", quiet);
   }
 }
 
