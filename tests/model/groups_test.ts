@@ -30,7 +30,7 @@ async function resnet(): Promise<{ model: tf.LayersModel; data: Dataset }> {
     const model = buildResnet20({ seed: 3 });
     randomize(model, 11, 2);
     // Labelled with the unpruned model's own classes: 100% at K = 0, so any change shows.
-    const data = await loadTestSet(fixture("cifar10-tiny"), 24);
+    const data = await loadTestSet(fixture("cifar10-tiny"), 12);
     const classes = tf.tidy(() =>
       (model.predict(imagesToTensor(data, 0, data.count, PREP)) as tf.Tensor2D).argMax(1).dataSync()
     );
