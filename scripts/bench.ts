@@ -5,7 +5,9 @@
  *   a  the default model (or --model), every K, the test set (10,000 images, or --limit);
  *   b  the full-size lab VGG (--width 1.0, untrained weights: the work is the same), every K;
  *   c  --naive on the model of (a) for a subset of K (--k-subset), projected to every K, and
- *      the ratio to the fast sweep.
+ *      the ratio to the fast sweep;
+ *   r  residual (not in `all`): ResNet-20 (--resnet PATH, else the layout built in memory with
+ *      seeded random weights), its last conv's channel group, fast and --naive as in (c).
  *
  * The fast sweep is the engine --engine names (default auto: the dense kernel where it applies,
  * else the change-only engine, src/sweep/engines/change_only.ts; both exact, the counts of
@@ -41,7 +43,9 @@ import { engineFlag, parseFlags, positiveInt, positiveNumber, workersFlag } from
 import { planResources } from "../src/cli/resources.ts";
 import { loadTestSet, sliceDataset } from "../src/data/cifar10.ts";
 import { loadModel } from "../src/model/load.ts";
-import { pickLayer } from "../src/model/layers.ts";
+import { type LayerRef, pickLayer } from "../src/model/layers.ts";
+import { channelGroup, groupName } from "../src/model/coupling.ts";
+import { buildResnet20 } from "../src/model/resnet.ts";
 import { type SplitModel, splitModelAsync } from "../src/model/split.ts";
 import { buildVgg } from "../src/model/vgg.ts";
 import type { LayerOutputs } from "../src/activations/layer_outputs.ts";
@@ -66,7 +70,8 @@ const HELP = `deno task bench [options]
 Times the sweep at the lab's scale and prints one JSON object per case.
 
 Options:
-  --case C          a | b | c | all                                    (default all)
+  --case C          a | b | c | r | all (r, residual, is not in all)   (default all)
+  --resnet PATH     case r's model (default: ResNet-20 built in memory, seeded random weights)
   --model PATH      model of cases a and c: model.json, .h5, .keras, or vgg:WIDTH for an
                     untrained VGG built in memory            (default fixtures/models/default)
   --width W         width of case b's VGG                              (default 1.0)
@@ -91,8 +96,9 @@ Options:
   -h, --help        this text`;
 
 interface Options {
-  cases: ("a" | "b" | "c")[];
+  cases: ("a" | "b" | "c" | "r")[];
   model: string;
+  resnet: string;
   width: number;
   data: string;
   limit: number;
@@ -126,6 +132,7 @@ function parseOptions(args: string[]): Options | null {
   const values = parseFlags(args, {
     case: { type: "string", default: "all" },
     model: { type: "string" },
+    resnet: { type: "string" },
     width: { type: "string" },
     data: { type: "string" },
     limit: { type: "string" },
@@ -151,13 +158,16 @@ function parseOptions(args: string[]): Options | null {
   if (engine === "naive") {
     throw new UserError("--engine naive: case c runs the naive method; give the fast run another engine.");
   }
-  if (!["a", "b", "c", "all"].includes(c)) throw new UserError(`--case must be a, b, c or all, got '${c}'.`);
+  if (!["a", "b", "c", "r", "all"].includes(c)) {
+    throw new UserError(`--case must be a, b, c, r or all, got '${c}'.`);
+  }
   if (values.split !== "images" && values.split !== "k") {
     throw new UserError(`--split must be images or k, got '${values.split}'.`);
   }
   return {
-    cases: c === "all" ? ["a", "b", "c"] : [c as "a" | "b" | "c"],
+    cases: c === "all" ? ["a", "b", "c"] : [c as "a" | "b" | "c" | "r"],
     model: values.model ?? DEFAULT_MODEL,
+    resnet: values.resnet ?? RESNET,
     width: positiveNumber("width", values.width, 1),
     data: values.data ?? (existsSync(SHARED_DATA) ? SHARED_DATA : TINY_DATA),
     limit: positiveInt("limit", values.limit, Infinity),
@@ -238,7 +248,14 @@ interface LoadedCaseModel {
   label: string;
 }
 
+/** Case r's default: the ResNet-20 layout built in memory. */
+const RESNET = "resnet20";
+
 async function loadCaseModel(spec: string): Promise<LoadedCaseModel> {
+  if (spec === RESNET) {
+    const model = buildResnet20({ seed: 1 });
+    return { model, prep: DEFAULT_PREPROCESSING, label: "ResNet-20, seeded random weights" };
+  }
   const vgg = /^vgg:([0-9.]+)$/.exec(spec);
   if (vgg) {
     const width = Number(vgg[1]);
@@ -266,6 +283,9 @@ interface FastRun {
   outputs: LayerOutputs;
   points: SweepPoint[];
   seconds: Record<string, number>;
+  /** The swept layer (a group's first member) and the group's other members. */
+  layer: LayerRef;
+  members: string[];
 }
 
 /** Load, prefix pass, ranking and fast sweep of one model, timed. */
@@ -279,8 +299,11 @@ async function fastRun(
   const clock = new Clock();
   const memory = new MemorySampler();
   const loaded = await clock.time("load", () => loadCaseModel(spec));
-  const layer = pickLayer(loaded.model);
-  const split = await splitModelAsync(loaded.model, layer);
+  // The last conv, with its channel group when it is coupled (a residual model's last stage).
+  const group = channelGroup(loaded.model, pickLayer(loaded.model));
+  const layer = group ? group.members[0] : pickLayer(loaded.model);
+  const members = group ? group.members.slice(1).map((m) => m.name) : [];
+  const split = await splitModelAsync(loaded.model, layer, members);
   const ks = resolveKValues(undefined, layer.channels);
   const task = { model: loaded.model, layer, split, data: test, prep: loaded.prep };
   const plan = planResources({ workers: opts.workers, images: test.count, model: loaded.model, backend });
@@ -332,7 +355,7 @@ async function fastRun(
     const result: Record<string, unknown> = {
       case: name,
       model: loaded.label,
-      layer: layer.name,
+      layer: group ? groupName(group) : layer.name,
       channels: layer.channels,
       images: test.count,
       kValues: ks.length,
@@ -365,7 +388,7 @@ async function fastRun(
         engine,
       });
     }
-    return { result, model: loaded, test, outputs, points, seconds: clock.wall };
+    return { result, model: loaded, test, outputs, points, seconds: clock.wall, layer, members };
   } finally {
     sweeper.close();
     memory.stop();
@@ -426,13 +449,14 @@ async function verify(
 /** The naive method on `images` images and `kValues`, projected to every K and every image. */
 async function naiveRun(run: FastRun, kValues: number[], images: number): Promise<Record<string, unknown>> {
   const { model, prep } = run.model;
-  const layer = pickLayer(model);
+  const { layer, members } = run;
   const ds = sliceDataset(run.test, 0, images);
   const ranking = rankByMean(run.outputs);
   const bar = new Progress({ label: `naive`, total: kValues.length, unit: "K" });
   const t0 = performance.now(), c0 = cpuSeconds();
   const points = await sweepNaive(model, layer, ds, prep, ranking, {
     kValues,
+    members,
     onProgress: (k) => bar.set(k),
   });
   bar.done();
@@ -487,6 +511,12 @@ async function main(args: string[]): Promise<void> {
       Object.assign(run.result, ratios(run.result.naive as Record<string, number>, run));
       print(run.result, setupSeconds);
       run.outputs.data = new Float32Array(0);
+    } else if (name === "r") {
+      const run = await fastRun("r", opts.resnet, test, opts, backend);
+      const ks = naiveKs(opts, run, spread(run.points.length - 1));
+      run.result.naive = await naiveRun(run, ks, Math.min(test.count, opts.naiveImages ?? Infinity));
+      Object.assign(run.result, ratios(run.result.naive as Record<string, number>, run));
+      print(run.result, setupSeconds);
     } else {
       const run = runA ?? await fastRun("c", opts.model, test, opts, backend);
       const ks = naiveKs(opts, run, spread(run.points.length - 1));

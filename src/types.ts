@@ -86,7 +86,10 @@ export interface SweepPoint {
 /** A whole sweep over K = 0..C for one ranking. */
 export interface SweepResult {
   model: string;
+  /** The layer swept, or a coupled channel group's members joined by "+". */
   layer: string;
+  /** A coupled channel group's conv layers, pruned together (absent for one layer). */
+  members?: string[];
   channels: number;
   criterion: string;
   backend: string;

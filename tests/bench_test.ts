@@ -1,7 +1,7 @@
 /**
  * `deno task bench` on tiny cases: one JSON object per case with the documented fields, counts
  * equal to the single-process sweepFast and to the naive method, the same counts with two
- * workers and with the algebra, one clear line for bad options.
+ * workers and with the algebra, the residual case (a ResNet-20 group), one clear line for bad options.
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
@@ -142,5 +142,20 @@ Deno.test("bench: a bad option is one clear line and exit code 1", async () => {
   assert.equal(code, 1);
   assert.equal(results.length, 0);
   assert.equal(stderr.trim().split("\n").length, 1, stderr);
-  assert.match(stderr, /--case must be a, b, c or all/);
+  assert.match(stderr, /--case must be a, b, c, r or all/);
+});
+
+Deno.test("bench: the residual case sweeps ResNet-20's last group, fast and naive to the same counts", async () => {
+  const args = ["--case", "r", "--data", "fixtures/cifar10-tiny", "--limit", "12", "--k-subset", "0,32,64"];
+  const { code, results, stderr } = await bench([...args, "--backend", "wasm"]);
+  assert.equal(code, 0, stderr);
+  assert.equal(results.length, 1);
+  const [r] = results;
+  assert.equal(r.case, "r");
+  assert.equal(r.layer, "stage3_block1_conv2+stage3_block1_proj+stage3_block2_conv2+stage3_block3_conv2");
+  assert.equal(r.channels, 64);
+  const naive = r.naive as Record<string, unknown>;
+  assert.deepEqual(naive.kValues, [0, 32, 64]);
+  assert.equal(naive.matchesFast, true);
+  assert.ok((r.ratio as number) > 0);
 });

@@ -18,6 +18,46 @@ export interface LayerOutputs {
   height: number;
   width: number;
   channels: number;
+  /**
+   * The split's carried tensors for the same images (`SplitModel.carried`, in order), each
+   * count x its per-image size; absent when nothing crosses the cut.
+   */
+  carried?: Float32Array[];
+}
+
+/** Per-image sizes of the split's carried tensors. */
+export function carriedSizes(split: SplitModel): number[] {
+  return split.carried.map((t) => t.shape.reduce((a, b) => a * b, 1));
+}
+
+/**
+ * The carried tensors of images `start .. start+n-1` of `out`, each repeated `m` times (block j
+ * for mask j, as `maskChannelsStacked` stacks the layer's output), as tensors; none without
+ * carried tensors. The caller owns them (or runs this in a tidy).
+ */
+export function carriedBatch(
+  split: SplitModel,
+  out: LayerOutputs,
+  start: number,
+  n: number,
+  m = 1,
+): tf.Tensor[] | undefined {
+  if (split.carried.length === 0) return undefined;
+  if (!out.carried || out.carried.length !== split.carried.length) {
+    throw new Error(
+      `the layer outputs hold no carried tensors for the ${split.carried.length} the split needs`,
+    );
+  }
+  const sizes = carriedSizes(split);
+  return split.carried.map((t, i) =>
+    tf.tidy(() => {
+      const x = tf.tensor(out.carried![i].subarray(start * sizes[i], (start + n) * sizes[i]), [
+        n,
+        ...t.shape,
+      ]);
+      return m === 1 ? x : tf.tile(x, [m, ...t.shape.map(() => 1)]);
+    })
+  );
 }
 
 /** The most bytes `computeLayerOutputs` keeps in memory unless told otherwise (2 GiB). */
@@ -50,34 +90,42 @@ export async function computeLayerOutputs(
 ): Promise<LayerOutputs> {
   const [height, width, channels] = split.layer.outputShape;
   const perImage = height * width * channels;
-  const bytes = ds.count * perImage * 4;
+  const sizes = carriedSizes(split);
+  const bytes = ds.count * (perImage + sizes.reduce((a, b) => a + b, 0)) * 4;
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
   if (bytes > maxBytes) {
     throw new UserError(
       `layer ${split.layer.name}'s outputs for ${ds.count} images need ${(bytes / 2 ** 30).toFixed(1)} GiB ` +
-        `(${height}x${width}x${channels} per image), more than the ${
-          (maxBytes / 2 ** 30).toFixed(1)
-        } GiB allowed: ` +
+        `(${height}x${width}x${channels} per image${
+          sizes.length > 0 ? ` and ${sizes.length} tensors that cross the cut` : ""
+        }), more than the ${(maxBytes / 2 ** 30).toFixed(1)} GiB allowed: ` +
         `use fewer images (--limit) or a later, smaller layer.`,
     );
   }
   const batch = Math.max(1, Math.floor(opts.batch ?? 256));
   const data = new Float32Array(ds.count * perImage);
+  const carried = sizes.map((size) => new Float32Array(ds.count * size));
   let broken = 0;
   for (let start = 0; start < ds.count; start += batch) {
-    const y = tf.tidy(() => split.prefix(imagesToTensor(ds, start, batch, prep)));
+    const ys = tf.tidy(() => {
+      const x = imagesToTensor(ds, start, batch, prep);
+      return sizes.length > 0 ? split.prefixAll(x) : [split.prefix(x)];
+    });
     try {
-      const values = await y.data() as Float32Array;
+      const values = await ys[0].data() as Float32Array;
       await pauseForSignals();
       data.set(values, start * perImage);
       broken += nonFiniteRows(values, perImage);
+      for (let i = 0; i < sizes.length; i++) {
+        carried[i].set(await ys[i + 1].data() as Float32Array, start * sizes[i]);
+      }
     } finally {
-      y.dispose();
+      ys.forEach((y) => y.dispose());
     }
     opts.onProgress?.(Math.min(ds.count, start + batch));
   }
   if (broken > 0) throw nonFiniteError(`layer ${split.layer.name}'s outputs`, broken, ds.count);
-  return { data, count: ds.count, height, width, channels };
+  return { data, count: ds.count, height, width, channels, ...(sizes.length > 0 ? { carried } : {}) };
 }
 
 /** How many of the rows of `width` values in `values` hold NaN or Infinity. */
@@ -121,7 +169,7 @@ export async function assertFiniteScores(split: SplitModel, out: LayerOutputs, b
         out.data.subarray(start * perImage, (start + n) * perImage),
         [n, out.height, out.width, out.channels],
       );
-      const scores = split.suffix(y);
+      const scores = split.suffix(y, carriedBatch(split, out, start, n));
       return tf.logicalNot(tf.isFinite(scores)).any(1).cast("int32").sum();
     });
     broken += (await bad.data())[0];

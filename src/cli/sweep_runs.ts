@@ -69,3 +69,22 @@ export async function confusionFiles(
   for (const m of matrices) await writeConfusionFiles(out, m, about);
   return matrices;
 }
+
+/**
+ * The engine's prefix pass over `count` images, with a progress bar.
+ *
+ * @example
+ * ```ts
+ * const outputs = await layerOutputsWithProgress(sweeper, test.count, 256);
+ * ```
+ */
+export async function layerOutputsWithProgress(
+  sweeper: SweepEngine,
+  count: number,
+  batch: number,
+): Promise<LayerOutputs> {
+  const bar = new Progress({ label: "layer outputs", total: count, unit: "img" });
+  const outputs = await sweeper.layerOutputs({ batch, onProgress: (n) => bar.set(n) });
+  bar.done();
+  return outputs;
+}

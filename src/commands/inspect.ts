@@ -14,6 +14,8 @@ import { DEFAULT_MODEL } from "../cli/session.ts";
 import { parseFlags } from "../cli/args.ts";
 import { loadModel } from "../model/load.ts";
 import { convLayers } from "../model/layers.ts";
+import { channelGroups } from "../model/coupling.ts";
+import { UserError } from "../core/errors.ts";
 import { formatSummary, modelSummary } from "../model/summary.ts";
 import type { Preprocessing } from "../types.ts";
 
@@ -60,6 +62,18 @@ export async function run(args: string[]): Promise<void> {
   const loaded = await loadModel(path, { config: values.config });
   const summary = modelSummary(loaded.model);
   const convs = convLayers(loaded.model);
+  // The coupled channel groups (each swept and pruned as one), or why they cannot be told.
+  let groups: { members: string[]; merges: string[] }[] = [];
+  let groupError: string | undefined;
+  try {
+    groups = channelGroups(loaded.model).map((g) => ({
+      members: g.members.map((m) => m.name),
+      merges: g.merges,
+    }));
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    groupError = e.message;
+  }
   if (values.json) {
     console.log(JSON.stringify(
       {
@@ -76,6 +90,8 @@ export async function run(args: string[]): Promise<void> {
         nonTrainableParams: summary.totalParams - summary.trainableParams,
         convLayers: convs,
         defaultLayer: convs.length > 0 ? convs[convs.length - 1].name : null,
+        groups,
+        ...(groupError ? { groupError } : {}),
       },
       null,
       2,
@@ -92,4 +108,10 @@ export async function run(args: string[]): Promise<void> {
         `default --layer: ${convs[convs.length - 1].name}`
       : "This model has no Conv2D layer to prune.",
   );
+  for (const g of groups) {
+    console.log(
+      `Coupled channel group (pruned as one, via ${g.merges.join(", ")}): ${g.members.join(" + ")}`,
+    );
+  }
+  if (groupError) console.log(`Coupled channel groups: ${groupError}`);
 }

@@ -4,7 +4,7 @@
  * and scored top-1 / top-5 / loss on the test set; one pass over each layer's prefix, the
  * fractions evaluated on cached outputs (streamed in chunks for wide early layers).
  *
- * Flow: args -> data -> model -> layers (coupled ones refused) -> per layer: split, prefix pass,
+ * Flow: args -> data -> model -> layers (a coupled group once) -> per layer: split, prefix pass,
  * ranking, masked suffix evaluations -> writers (Distiller CSV, NNI CSV, JSON, Li et al. chart).
  */
 import { join } from "node:path";
@@ -46,8 +46,8 @@ Options:
   --model PATH         TF.js model.json, Keras .h5 or .keras     (default: the shipped VGG-16 model)
   --config PATH        Keras model.to_json() file, for a weights-only .h5
 ${DATA_HELP}
-  --layers L           all, or conv layer names a,b,...          (default all; 'all' skips layers
-                       coupled through a residual Add, and says so)
+  --layers L           all, or conv layer names a,b,...          (default all; a conv coupled to
+                       others through a residual Add is analysed with its channel group, once)
   --fractions LIST     fractions of each layer's channels, e.g. 0,0.1,0.5 or 0:1:0.05 (stop included)
                        (default 0:1:0.05, Distiller's levels plus 1)
   --step K             instead: K = 0, K, 2K, ..., C for every layer (--step 1: every K)

@@ -15,17 +15,18 @@ import {
   workersFlag,
 } from "../cli/args.ts";
 import { planSweepRun } from "../cli/resources.ts";
-import { confusionFiles, sweepEveryRanking } from "../cli/sweep_runs.ts";
+import { confusionFiles, layerOutputsWithProgress, sweepEveryRanking } from "../cli/sweep_runs.ts";
 import { DATA_FLAGS, DATA_HELP, openSession, Stopwatch } from "../cli/session.ts";
 import { openOutDir } from "../cli/out_dir.ts";
 import { pickLayer } from "../model/layers.ts";
 import { splitModelAsync } from "../model/split.ts";
 import { assertFiniteScores, averageMaps } from "../activations/layer_outputs.ts";
 import { chanceLevelWarning } from "../sweep/summary.ts";
-import { channelStats, deadChannels } from "../rank/activation.ts";
-import { computeRankings, criterionNames, parseCriteria } from "../rank/registry.ts";
+import { deadChannels } from "../rank/activation.ts";
+import { sweepStats } from "../rank/group_stats.ts";
+import { assertGroupCriterion, computeRankings, criterionNames, parseCriteria } from "../rank/registry.ts";
 import { outputKind } from "../model/class_scores.ts";
-import { assertUncoupled } from "../model/coupling.ts";
+import { sweepTarget } from "../model/coupling.ts";
 import { summarizeRuns, verdictsAt } from "../report/compare.ts";
 import { comparisonSeries, comparisonTable, detailTable, rankingTable } from "../report/criteria_tables.ts";
 import { openEngine } from "../sweep/engine.ts";
@@ -33,7 +34,7 @@ import { criteriaSummary, sweepSummary } from "../report/sweep_summary.ts";
 import type { SweepResult } from "../types.ts";
 import { writeChart, writeCsv } from "../report/outputs.ts";
 import { accuracyChart } from "../viz/charts.ts";
-import { formatSeconds, Progress } from "../ui/progress.ts";
+import { formatSeconds } from "../ui/progress.ts";
 import { classAccuracyData, writeClassFiles } from "../report/class_tables.ts";
 import { writeReport } from "../report/page/html.ts";
 import { runRecord } from "../report/page/run_record.ts";
@@ -131,14 +132,16 @@ export async function run(args: string[]): Promise<void> {
   await using _claim = await openOutDir(values.out!, "--out", "sweep");
   const session = await openSession(values, flags);
   const { backend, modelPath, loaded, prep } = session;
-  const layer = pickLayer(loaded.model, values.layer);
-  assertUncoupled(loaded.model, layer);
+  // A coupled conv is swept with its whole channel group, cut at the member that runs first.
+  const target = sweepTarget(loaded.model, pickLayer(loaded.model, values.layer));
+  const { layer, members, name: layerName, group } = target;
+  if (group) { for (const c of criteria) assertGroupCriterion(c, layerName); }
   for (const c of criteria) c.check?.(loaded.model, layer);
   checkKValues(kValues, layer);
   const test = await session.testSet(limit);
   clock.lap("load");
   clock.restart();
-  const split = await splitModelAsync(loaded.model, layer);
+  const split = await splitModelAsync(loaded.model, layer, members.map((m) => m.name));
   const task = { model: loaded.model, layer, split, data: test, prep };
   const { plan, engine, why } = await planSweepRun(
     "sweep",
@@ -149,10 +152,13 @@ export async function run(args: string[]): Promise<void> {
   const { workers, batch } = plan;
   const pre = `(x*${prep.scale.toPrecision(4)} - [${prep.mean}]) / [${prep.std}]`;
   console.error(
-    `sweep: ${modelPath} (${loaded.format}), layer ${layer.name} (${layer.channels} channels, ${
-      layer.outputShape.join("x")
-    }, ` +
-      `${layer.activation}), ${test.count} test images, backend ${backend}, preprocessing ${loaded.preprocessingSource} ${pre}`,
+    `sweep: ${modelPath} (${loaded.format}), ${
+      group ? "channel group" : "layer"
+    } ${layerName} (${layer.channels} ` +
+      `channels, ${
+        layer.outputShape.join("x")
+      }, ${layer.activation}), ${test.count} test images, backend ${backend}, ` +
+      `preprocessing ${loaded.preprocessingSource} ${pre}`,
   );
 
   // Refuses what does not apply before the prefix pass; its workers close when run() returns.
@@ -162,19 +168,18 @@ export async function run(args: string[]): Promise<void> {
     batch,
     memoryBudgetBytes: plan.memoryBudgetBytes,
   });
-  const prefixBar = new Progress({ label: "layer outputs", total: test.count, unit: "img" });
-  const outputs = await sweeper.layerOutputs({ batch, onProgress: (n) => prefixBar.set(n) });
-  prefixBar.done();
+  const outputs = await layerOutputsWithProgress(sweeper, test.count, batch);
   // NaN or Infinity in the layer outputs or in the K = 0 scores stops the run here, in one line.
   await assertFiniteScores(split, outputs, batch);
   clock.lap("prefix");
 
   const maps = averageMaps(outputs);
-  const stats = channelStats(outputs, split.activationOfZero);
+  const stats = await sweepStats(loaded.model, group, outputs, test, prep, split.activationOfZero, batch);
   const dead = deadChannels(stats);
   const rankings = await computeRankings(criteria, {
     model: loaded.model,
     layer,
+    members,
     split,
     stats,
     prep,
@@ -184,7 +189,6 @@ export async function run(args: string[]): Promise<void> {
   clock.lap("rank");
 
   const ks = kValues ?? Array.from({ length: layer.channels + 1 }, (_, k) => k);
-  // One sweep per ranking, all from the same cached layer outputs (or, --naive, the same model).
   const runs = await sweepEveryRanking(sweeper, outputs, rankings, kValues, ks.length);
   const results = runs[0].results;
   const summaries = summarizeRuns(runs);
@@ -196,7 +200,8 @@ export async function run(args: string[]): Promise<void> {
   if (chance) console.error(chance);
   const result: SweepResult = {
     model: modelPath,
-    layer: layer.name,
+    layer: layerName,
+    ...(group ? { members: group.members.map((m) => m.name) } : {}),
     channels: layer.channels,
     criterion: criteria[0].name,
     backend,
@@ -225,12 +230,7 @@ export async function run(args: string[]): Promise<void> {
   clock.total();
   await writeSweepJson(out, result, {
     naive: engine === "naive",
-    resources: {
-      workers,
-      batch,
-      memoryBudgetBytes: plan.memoryBudgetBytes,
-      chosen: { engine: why, ...plan.why },
-    },
+    resources: { ...plan, chosen: { engine: why, ...plan.why } },
     prep,
     criteria,
     seeds,
@@ -260,6 +260,7 @@ export async function run(args: string[]): Promise<void> {
   const confusion = await confusionFiles(out, engine === "naive", confusionKs, {
     model: loaded.model,
     layer,
+    members: members.map((m) => m.name),
     split,
     data: test,
     outputs,

@@ -4,14 +4,14 @@
  * to another branch's channels, and the weights the weight-based criteria read (its kernel, the
  * gamma of the BatchNormalization right after it).
  *
- * Coupled layers are refused, not pruned as a group: pruning channel c of one branch of an `Add`
- * leaves channel c of the sum fed by the other branch, so the channel cannot be removed from the
- * network, and a ranking of that layer alone says nothing about the block.
+ * Pruning channel c of one branch of an `Add` leaves channel c of the sum fed by the other
+ * branch, so coupled layers are pruned as a group (`channelGroup`: every member's channel c at
+ * once); `couplingOf` / `assertUncoupled` tell whether a layer is coupled at all.
  */
 import type * as tf from "@tensorflow/tfjs";
 import { UserError } from "../core/errors.ts";
-import { convLayers, type LayerRef } from "./layers.ts";
-import { keepsChannels, layerClass, readersOf } from "./graph.ts";
+import { CONV_CLASS, convLayers, type LayerRef, pickLayer } from "./layers.ts";
+import { graphSteps, keepsChannels, layerClass, readersOf } from "./graph.ts";
 
 /** Where a layer's channels meet another branch: the merge layer and the layers on the way. */
 export interface Coupling {
@@ -172,4 +172,148 @@ export async function batchNormGammaAfter(
   const { bn, gammaAt } = batchNormAfter(model, layer);
   const gamma = await bn.getWeights()[gammaAt].data() as Float32Array;
   return { bn: bn.name, gamma: gamma.slice() };
+}
+
+/**
+ * A coupled channel group: the conv layers whose channel c meets channel c of the others in
+ * element-wise merges (following channel-preserving layers: BN, activations, pooling, dropout,
+ * padding, depthwise conv). Pruning channel c of the group zeroes channel c's kernel and bias
+ * in every member. With identity shortcuts, a group is a whole residual stage.
+ */
+export interface ChannelGroup {
+  /** The members, in the model's execution order (`members[0]` runs first). */
+  members: LayerRef[];
+  /** The merge layers that couple them, in execution order. */
+  merges: string[];
+}
+
+/**
+ * The channel group of conv `layer`, or null when its channels reach no element-wise merge.
+ * A merge input that does not come from a Conv2D through channel-preserving layers (the model's
+ * input, a Reshape, a Dense, a Concatenate, ...) cannot be pruned with the group: a UserError
+ * that names the layer path.
+ *
+ * @example
+ * ```ts
+ * channelGroup(resnet, pickLayer(resnet, "stage3_block3_conv2"))?.members.map((m) => m.name);
+ * // ["stage3_block1_conv2", "stage3_block1_proj", "stage3_block2_conv2", "stage3_block3_conv2"]
+ * ```
+ */
+export function channelGroup(model: tf.LayersModel, layer: LayerRef): ChannelGroup | null {
+  const steps = graphSteps(model);
+  const readers = readersOf(model);
+  const order = new Map<string, number>();
+  steps.forEach((s, i) => order.set(s.layer.name, order.get(s.layer.name) ?? i));
+  const inputsOf = (name: string) => {
+    const uses = steps.filter((s) => s.layer.name === name);
+    return uses.flatMap((s) => s.inputs.map((t) => t.sourceLayer));
+  };
+  const convs = new Set<string>();
+  const merges = new Set<string>();
+  const seenForward = new Set<string>();
+  const seenBack = new Set<string>();
+  // Where channel c of `name` goes: through channel-preserving layers to merges.
+  const forward = (name: string) => {
+    if (seenForward.has(name)) return;
+    seenForward.add(name);
+    for (const next of readers.get(name) ?? []) {
+      if (layerClass(next).kind === "merge") addMerge(next);
+      else if (keepsChannels(next)) forward(next.name);
+    }
+  };
+  // Where channel c of what reaches `merge` through `path` comes from: a conv, or another merge.
+  const back = (l: tf.layers.Layer, path: string[]) => {
+    if (seenBack.has(l.name)) return;
+    seenBack.add(l.name);
+    const cls = l.getClassName();
+    const at = [...path, `${l.name} (${cls})`];
+    if (cls === CONV_CLASS) return addConv(l.name);
+    if (layerClass(cls).kind === "merge") return addMerge(l);
+    const sources = inputsOf(l.name);
+    if (!keepsChannels(cls) || sources.length !== 1) {
+      throw new UserError(
+        `the channels of merge ${
+          at.join(" <- ")
+        } do not come from a Conv2D through channel-preserving layers; ` +
+          `a coupled group through ${l.name} (${cls}) is not supported: pick a conv layer outside it.`,
+      );
+    }
+    forward(l.name);
+    back(sources[0], at);
+  };
+  const addMerge = (m: tf.layers.Layer) => {
+    if (merges.has(m.name)) return;
+    merges.add(m.name);
+    for (const source of inputsOf(m.name)) back(source, [`${m.name} (${m.getClassName()})`]);
+    forward(m.name);
+  };
+  const addConv = (name: string) => {
+    if (convs.has(name)) return;
+    convs.add(name);
+    forward(name);
+  };
+  addConv(layer.name);
+  if (merges.size === 0) return null;
+  const byOrder = (a: string, b: string) => (order.get(a) ?? 0) - (order.get(b) ?? 0);
+  const members = [...convs].sort(byOrder).map((name) => pickLayer(model, name));
+  const odd = members.find((m) => m.channels !== layer.channels);
+  if (odd) {
+    throw new UserError(
+      `the channel group of ${layer.name} joins ${odd.name} with ${odd.channels} channels to ${layer.channels}: ` +
+        `the merges ${[...merges].join(", ")} do not pair its channels one to one.`,
+    );
+  }
+  return { members, merges: [...merges].sort(byOrder) };
+}
+
+/** The group's name for messages and files: its members joined by "+". */
+export function groupName(group: ChannelGroup): string {
+  return group.members.map((m) => m.name).join("+");
+}
+
+/**
+ * Every channel group of the model, each once (in the order of its first member).
+ *
+ * @example
+ * ```ts
+ * channelGroups(resnet).length; // 3: one per stage
+ * ```
+ */
+export function channelGroups(model: tf.LayersModel): ChannelGroup[] {
+  const groups: ChannelGroup[] = [];
+  const done = new Set<string>();
+  for (const l of convLayers(model)) {
+    if (done.has(l.name)) continue;
+    const g = channelGroup(model, l);
+    if (!g) continue;
+    g.members.forEach((m) => done.add(m.name));
+    groups.push(g);
+  }
+  return groups;
+}
+
+/** What a sweep of one conv cuts at: the conv itself, or, for a coupled conv, its whole group. */
+export interface SweepTarget {
+  /** The layer the model is cut at (a group's first member). */
+  layer: LayerRef;
+  /** The other members of its group (masked after the cut), or none. */
+  members: LayerRef[];
+  /** The layer's name, or the group's ("a+b+c"). */
+  name: string;
+  group: ChannelGroup | null;
+}
+
+/**
+ * The target of a sweep of `layer`: a coupled conv is swept with its whole channel group, cut at
+ * the member that runs first.
+ *
+ * @example
+ * ```ts
+ * sweepTarget(model, pickLayer(model, "stage3_block3_conv2")).name; // "stage3_block1_conv2+...+stage3_block1_proj"
+ * ```
+ */
+export function sweepTarget(model: tf.LayersModel, layer: LayerRef): SweepTarget {
+  const group = channelGroup(model, layer);
+  if (!group) return { layer, members: [], name: layer.name, group: null };
+  return { layer: group.members[0], members: group.members.slice(1), name: groupName(group), group };
 }

@@ -52,6 +52,21 @@ function toRef(layer: tf.layers.Layer, index: number): LayerRef {
 }
 
 /**
+ * Any layer of `model` by name, as a `LayerRef` (for a cut after a layer that is not a conv, e.g.
+ * a group's merge); an Error when there is no such layer.
+ *
+ * @example
+ * ```ts
+ * layerRef(model, "stage3_block3_add").outputShape; // [8, 8, 64]
+ * ```
+ */
+export function layerRef(model: tf.LayersModel, name: string): LayerRef {
+  const index = model.layers.findIndex((l) => l.name === name);
+  if (index < 0) throw new Error(`no layer ${name} in the model`);
+  return toRef(model.layers[index], index);
+}
+
+/**
  * Every Conv2D layer of `model`, in the model's (topological) order.
  *
  * @example

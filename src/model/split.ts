@@ -1,6 +1,9 @@
 /**
  * Cutting a model at a layer: `prefix` maps images to the layer's output (after its own
- * activation), `suffix` maps that output to the class scores.
+ * activation), `suffix` maps that output to the class scores. The cut may be anywhere: tensors
+ * other than the layer's output that the part after it reads (a shortcut from before the layer
+ * to an `Add` after it) are the split's `carried` tensors; `prefixAll` computes them with the
+ * layer's output and the suffix takes them back.
  *
  * Both halves run the model's own layer objects (weights shared, nothing copied) with the same
  * calls, in the same topological order, as `model.predict` does (`layer.apply(inputs)` per graph
@@ -18,8 +21,26 @@ export interface SplitModel {
   layer: LayerRef;
   /** Input images -> the layer's output (after its own activation). The caller owns the result. */
   prefix(x: tf.Tensor4D): tf.Tensor4D;
-  /** The layer's output -> the model's output (class scores). The caller owns the result. */
-  suffix(y: tf.Tensor4D): tf.Tensor2D;
+  /**
+   * Input images -> `[layer output, ...carried]` (one pass). The caller owns the results.
+   */
+  prefixAll(x: tf.Tensor4D): tf.Tensor[];
+  /**
+   * The layer's output (and the `carried` tensors, in order, for the same images) -> the model's
+   * output (class scores). With `masks`, the outputs of the `members` in the suffix are masked
+   * too (see `StackedMasks`). The caller owns the result.
+   */
+  suffix(y: tf.Tensor4D, carried?: tf.Tensor[], masks?: StackedMasks): tf.Tensor2D;
+  /**
+   * The tensors other than the layer's output that cross the cut, with their per-image shapes
+   * (empty for a plain chain).
+   */
+  carried: { name: string; shape: number[] }[];
+  /**
+   * The other conv layers pruned with this one (a coupled channel group), all in the suffix,
+   * and the value each one's pruned channel emits (its activation of 0). Empty for one layer.
+   */
+  members: { name: string; fill: number }[];
   /** The layer's activation applied to 0 (0 for relu, 0.5 for sigmoid, ...): what a pruned channel emits. */
   activationOfZero: number;
   /** Float elements per image held by the suffix's layer outputs, summed (a memory estimate). */
@@ -31,6 +52,16 @@ export interface SplitModel {
    * there are any (see `Pushdown`); absent otherwise.
    */
   pushdown?: Pushdown;
+}
+
+/**
+ * The same channels pruned in every member of a group, for m K values at once: `bits` holds m
+ * masks of C entries (1 = pruned), and the suffix's batch is m blocks of equal size, block j
+ * under mask j (as `maskChannelsStacked` builds them).
+ */
+export interface StackedMasks {
+  bits: Uint8Array;
+  m: number;
 }
 
 /**
@@ -47,38 +78,70 @@ export interface Pushdown {
   shape: number[];
   /** The layer's output -> the output of the channel-local layers. The caller owns the result. */
   head(y: tf.Tensor4D): tf.Tensor4D;
-  /** The output of the channel-local layers -> the model's output. The caller owns the result. */
-  tail(z: tf.Tensor4D): tf.Tensor2D;
+  /** The output of the channel-local layers (and the carried tensors) -> the model's output. The caller owns the result. */
+  tail(z: tf.Tensor4D, carried?: tf.Tensor[], masks?: StackedMasks): tf.Tensor2D;
   /** What a pruned channel holds after the channel-local layers, per channel (C values). */
   fill: Float32Array;
   /** Float elements per image held by the tail's layer outputs, summed. */
   tailElementsPerImage: number;
 }
 
+/** Group members' outputs masked after their step: layer name -> the pruned channel's value. */
+type MemberFills = ReadonlyMap<string, number>;
+
+/** `t` (m blocks of images) with the channels of mask j set to `fill` in block j. */
+function maskBlocks(t: tf.Tensor, masks: StackedMasks, fill: number): tf.Tensor {
+  const [rows, h, w, c] = t.shape;
+  const { m, bits } = masks;
+  if (t.rank !== 4 || rows % m !== 0 || bits.length !== m * c) {
+    throw new Error(`group masks (${m} x ${bits.length / m}) do not fit a ${t.shape} member output`);
+  }
+  const cond = tf.tensor(bits, [m, 1, 1, c], "bool");
+  return tf.where(cond, tf.scalar(fill, "float32"), t.reshape([m, (rows / m) * h, w, c])).reshape(t.shape);
+}
+
 /**
- * Run `steps` with `start` fed `x`; return the value of `end`. Intermediates are disposed as
- * soon as no later step needs them (as tfjs's executor does in inference).
+ * Run `steps` with each `starts` tensor fed its value; return the values of `ends`.
+ * Intermediates are disposed as soon as no later step needs them (as tfjs's executor does in
+ * inference). With `masks`, the output of each step whose layer is in `fills` is masked.
  */
-function runSteps(steps: Step[], start: Sym, x: tf.Tensor, end: Sym): tf.Tensor {
+function runSteps(
+  steps: Step[],
+  starts: [Sym, tf.Tensor][],
+  ends: Sym[],
+  masks?: StackedMasks,
+  fills?: MemberFills,
+): tf.Tensor[] {
   return tf.tidy(() => {
     const uses = new Map<Sym, number>();
     for (const s of steps) for (const t of s.inputs) uses.set(t, (uses.get(t) ?? 0) + 1);
-    const values = new Map<Sym, tf.Tensor>([[start, x]]);
+    const values = new Map<Sym, tf.Tensor>(starts);
+    const keep = new Set<Sym>([...starts.map(([t]) => t), ...ends]);
     for (const step of steps) {
       const inputs = step.inputs.map((t) => values.get(t)!);
       const result = step.layer.apply(inputs) as tf.Tensor | tf.Tensor[];
       const outs = Array.isArray(result) ? result : [result];
-      step.outputs.forEach((t, i) => values.set(t, outs[i]));
+      const fill = masks ? fills?.get(step.layer.name) : undefined;
+      step.outputs.forEach((t, i) =>
+        values.set(t, fill === undefined ? outs[i] : maskBlocks(outs[i], masks!, fill))
+      );
       for (const t of step.inputs) {
         const left = uses.get(t)! - 1;
         uses.set(t, left);
-        if (left === 0 && t !== start && t !== end) values.get(t)!.dispose();
+        if (left === 0 && !keep.has(t)) values.get(t)!.dispose();
       }
     }
-    const y = values.get(end);
-    if (!y) throw new Error(`split: ${end.name} was not computed`);
-    return y;
+    return ends.map((end) => {
+      const y = values.get(end);
+      if (!y) throw new Error(`split: ${end.name} was not computed`);
+      return y;
+    });
   });
+}
+
+/** `runSteps` from one start to one end. */
+function runOne(steps: Step[], start: Sym, x: tf.Tensor, end: Sym): tf.Tensor {
+  return runSteps(steps, [[start, x]], [end])[0];
 }
 
 /** Layers applied at inference to each channel on its own, that map a constant channel to a constant channel. */
@@ -88,8 +151,21 @@ function isChannelLocal(layer: tf.layers.Layer): boolean {
 
 const elementsPerImage = (t: Sym) => t.shape.slice(1).reduce((p: number, d) => p * (d ?? 1), 1);
 
+/** Float elements per image of every output of `steps`, summed. */
+const stepElements = (steps: Step[]) =>
+  steps.reduce((sum, s) => sum + s.outputs.reduce((n, t) => n + elementsPerImage(t), 0), 0);
+
+/** The carried tensors paired with their values, checked. */
+function startsOf(carried: Sym[], values: tf.Tensor[] | undefined): [Sym, tf.Tensor][] {
+  if (carried.length === 0) return [];
+  if (!values || values.length !== carried.length) {
+    throw new Error(`the suffix needs ${carried.length} carried tensors, got ${values?.length ?? 0}`);
+  }
+  return carried.map((t, i) => [t, values[i]]);
+}
+
 /** The suffix's leading channel-local steps: a chain from the cut, each the sole consumer of the one before. */
-function channelLocalChain(suffixSteps: Step[], cut: Sym, output: Sym): Step[] {
+function channelLocalChain(suffixSteps: Step[], cut: Sym, output: Sym, members: Set<string>): Step[] {
   const chain: Step[] = [];
   let at = cut;
   for (;;) {
@@ -98,7 +174,10 @@ function channelLocalChain(suffixSteps: Step[], cut: Sym, output: Sym): Step[] {
     const next = consumers[0];
     const uses = next.inputs.filter((t) => t === at).length;
     if (next.inputs.length !== 1 || uses !== 1 || next.outputs.length !== 1) break;
-    if (next.outputs[0] === output || next.outputs[0].shape.length !== 4 || !isChannelLocal(next.layer)) {
+    if (
+      next.outputs[0] === output || next.outputs[0].shape.length !== 4 || !isChannelLocal(next.layer) ||
+      members.has(next.layer.name)
+    ) {
       break;
     }
     chain.push(next);
@@ -130,10 +209,11 @@ function pushdownPlan(chain: Step[], suffixSteps: Step[], channels: number): Pus
  */
 function makePushdown(
   plan: PushdownPlan,
-  cut: Sym,
-  output: Sym,
+  c: Cut,
   constant: Float32Array,
+  fills: MemberFills,
 ): Pushdown | undefined {
+  const { cut, output, carried } = c;
   const channels = plan.after[2];
   const bits = new Uint32Array(constant.buffer, constant.byteOffset, constant.length);
   for (let i = channels; i < bits.length; i++) {
@@ -143,13 +223,11 @@ function makePushdown(
   return {
     layers: chain.map((s) => s.layer.name),
     shape: plan.after,
-    head: (y) => runSteps(chain, cut, y, end) as tf.Tensor4D,
-    tail: (z) => runSteps(tailSteps, end, z, output) as tf.Tensor2D,
+    head: (y) => runOne(chain, cut, y, end) as tf.Tensor4D,
+    tail: (z, more, masks) =>
+      runSteps(tailSteps, [[end, z], ...startsOf(carried, more)], [output], masks, fills)[0] as tf.Tensor2D,
     fill: constant.slice(0, channels),
-    tailElementsPerImage: tailSteps.reduce(
-      (sum, s) => sum + s.outputs.reduce((n, t) => n + elementsPerImage(t), 0),
-      0,
-    ),
+    tailElementsPerImage: stepElements(tailSteps) + carried.reduce((n, t) => n + elementsPerImage(t), 0),
   };
 }
 
@@ -159,8 +237,12 @@ interface Cut {
   input: Sym;
   output: Sym;
   cut: Sym;
+  /** Tensors other than `cut` that suffix steps read and prefix steps (or the input) make. */
+  carried: Sym[];
   prefixSteps: Step[];
   suffixSteps: Step[];
+  /** The group's other members (suffix layers), with their activations. */
+  members: { name: string; activation?: { apply(x: tf.Tensor): tf.Tensor } }[];
   /** The cut layer's own activation, if it has one. */
   activation?: { apply(x: tf.Tensor): tf.Tensor };
   /** The layer's output shape per image, `[H, W, C]`. */
@@ -169,7 +251,7 @@ interface Cut {
 }
 
 /** The graph work of a split: validate, then order the prefix and suffix steps. No device work. */
-function cutModel(model: tf.LayersModel, layer: LayerRef): Cut {
+function cutModel(model: tf.LayersModel, layer: LayerRef, memberNames: string[] = []): Cut {
   if (model.inputs.length !== 1 || model.outputs.length !== 1) {
     throw new UserError(
       `cannot split a model with ${model.inputs.length} inputs and ${model.outputs.length} outputs; one of each is needed.`,
@@ -200,67 +282,105 @@ function cutModel(model: tf.LayersModel, layer: LayerRef): Cut {
       for (const t of s.inputs) needed.add(t);
     }
   }
-  // Suffix: the nodes downstream of the cut tensor; each must take only downstream tensors.
-  const downstream = new Set<Sym>([cut]);
-  const suffixSteps: Step[] = [];
-  for (const s of steps) {
-    if (!s.inputs.some((t) => downstream.has(t))) continue;
-    const outside = s.inputs.find((t) => !downstream.has(t));
-    if (outside) {
-      throw new UserError(
-        `cannot split the model at ${layer.name}: layer ${s.layer.name} after it also takes ${outside.sourceLayer.name}'s ` +
-          `output from before it (a skip connection across the cut); pick a conv layer outside the skip with --layer.`,
-      );
+  // Suffix: every other node. The tensors it reads from the prefix (or the input) cross the cut.
+  const inPrefix = new Set(prefixSteps);
+  const suffixSteps = steps.filter((s) => !inPrefix.has(s));
+  const made = new Set<Sym>([cut]);
+  const carried: Sym[] = [];
+  for (const s of suffixSteps) {
+    for (const t of s.inputs) {
+      if (!made.has(t) && !carried.includes(t)) carried.push(t);
     }
-    suffixSteps.push(s);
-    for (const t of s.outputs) downstream.add(t);
+    for (const t of s.outputs) made.add(t);
+  }
+  // The output must depend on the cut.
+  const downstream = new Set<Sym>([cut]);
+  for (const s of suffixSteps) {
+    if (s.inputs.some((t) => downstream.has(t))) { for (const t of s.outputs) downstream.add(t); }
   }
   if (!downstream.has(output)) {
     throw new UserError(
       `the model's output does not depend on layer ${layer.name}; pick another conv layer.`,
     );
   }
+  const memberSet = new Set(memberNames);
+  const members = memberNames.map((name) => {
+    const l = model.getLayer(name);
+    const uses = suffixSteps.filter((s) => s.layer === l);
+    if (uses.length !== 1) {
+      throw new Error(`group member ${name} is run ${uses.length} times after ${layer.name}, not once`);
+    }
+    return {
+      name,
+      activation: (l as unknown as { activation?: { apply(x: tf.Tensor): tf.Tensor } }).activation,
+    };
+  });
 
   const activation = (target as unknown as { activation?: { apply(x: tf.Tensor): tf.Tensor } }).activation;
   const expected = layerOutputShape(target);
-  const plan = pushdownPlan(channelLocalChain(suffixSteps, cut, output), suffixSteps, expected[2]);
-  return { layer, input, output, cut, prefixSteps, suffixSteps, activation, expected, plan };
+  const plan = pushdownPlan(channelLocalChain(suffixSteps, cut, output, memberSet), suffixSteps, expected[2]);
+  return {
+    layer,
+    input,
+    output,
+    cut,
+    carried,
+    prefixSteps,
+    suffixSteps,
+    members,
+    activation,
+    expected,
+    plan,
+  };
 }
 
-/** The layer's activation applied to 0, as a one-element tensor the caller reads (and disposes). */
+/** The layer's activation applied to 0, then each member's: one tensor the caller reads (and disposes). */
 function activationAtZero(c: Cut): tf.Tensor {
   return tf.tidy(() => {
     const zero = tf.zeros([1]);
-    return c.activation ? c.activation.apply(zero) : zero;
+    return tf.concat(
+      [c.activation, ...c.members.map((m) => m.activation)].map((a) => a ? a.apply(zero) : zero),
+    );
   });
 }
 
 /** The pushdown chain run on one image that is `fill` everywhere (the caller reads and disposes it). */
 function chainOnConstant(c: Cut, plan: PushdownPlan, fill: number): tf.Tensor {
-  return tf.tidy(() => runSteps(plan.chain, c.cut, tf.fill([1, ...c.expected], fill, "float32"), plan.end));
+  return tf.tidy(() => runOne(plan.chain, c.cut, tf.fill([1, ...c.expected], fill, "float32"), plan.end));
 }
 
-/** The split from the cut and the two constants read from the device. */
-function finishSplit(c: Cut, activationOfZero: number, constant: Float32Array | undefined): SplitModel {
-  const { layer, input, output, cut, prefixSteps, suffixSteps, expected } = c;
-  const pushdown = c.plan && constant ? makePushdown(c.plan, cut, output, constant) : undefined;
+/** The split from the cut and the constants read from the device (activations of 0: the layer's, then each member's). */
+function finishSplit(c: Cut, zeros: Float32Array, constant: Float32Array | undefined): SplitModel {
+  const { layer, input, output, cut, carried, prefixSteps, suffixSteps, expected } = c;
+  const activationOfZero = zeros[0];
+  const members = c.members.map((m, i) => ({ name: m.name, fill: zeros[i + 1] }));
+  const fills: MemberFills = new Map(members.map((m) => [m.name, m.fill]));
+  const pushdown = c.plan && constant ? makePushdown(c.plan, c, constant, fills) : undefined;
   return {
     layer,
     prefix(x: tf.Tensor4D): tf.Tensor4D {
-      return runSteps(prefixSteps, input, x, cut) as tf.Tensor4D;
+      return runOne(prefixSteps, input, x, cut) as tf.Tensor4D;
     },
-    suffix(y: tf.Tensor4D): tf.Tensor2D {
+    prefixAll(x: tf.Tensor4D): tf.Tensor[] {
+      return runSteps(prefixSteps, [[input, x]], [cut, ...carried]);
+    },
+    suffix(y: tf.Tensor4D, more?: tf.Tensor[], masks?: StackedMasks): tf.Tensor2D {
       const got = y.shape.slice(1);
       if (got.some((d, i) => d !== expected[i])) {
         throw new Error(`suffix of ${layer.name}: input shape ${got} is not the layer's output ${expected}`);
       }
-      return runSteps(suffixSteps, cut, y, output) as tf.Tensor2D;
+      return runSteps(
+        suffixSteps,
+        [[cut, y], ...startsOf(carried, more)],
+        [output],
+        masks,
+        fills,
+      )[0] as tf.Tensor2D;
     },
+    carried: carried.map((t) => ({ name: t.name, shape: t.shape.slice(1).map((d) => d ?? -1) })),
+    members,
     activationOfZero,
-    suffixElementsPerImage: suffixSteps.reduce(
-      (sum, s) => sum + s.outputs.reduce((n, t) => n + elementsPerImage(t), 0),
-      0,
-    ),
+    suffixElementsPerImage: stepElements(suffixSteps) + carried.reduce((n, t) => n + elementsPerImage(t), 0),
     suffixLayers: suffixSteps.map((s) => s.layer.name),
     ...(pushdown ? { pushdown } : {}),
   };
@@ -293,8 +413,10 @@ async function readLater(t: tf.Tensor): Promise<Float32Array> {
  * split (activation(0) and the pushdown's fill) are computed on the device and read back
  * asynchronously, so this works on every backend, WebGPU included.
  *
- * Works for Sequential and Functional models. A Functional graph whose part after the layer
- * needs a tensor from before it (a skip connection across the cut) is refused with a UserError.
+ * Works for Sequential and Functional models, cut anywhere: what the part after the layer reads
+ * from before it (a skip connection across the cut) is carried (`carried`, `prefixAll`).
+ * `members`: the other conv layers of a coupled channel group (all after `layer`), masked in
+ * the suffix with the same channels (`StackedMasks`).
  *
  * @example
  * ```ts
@@ -302,11 +424,15 @@ async function readLater(t: tf.Tensor): Promise<Float32Array> {
  * const scores = tf.tidy(() => split.suffix(split.prefix(x))); // == model.predict(x)
  * ```
  */
-export async function splitModelAsync(model: tf.LayersModel, layer: LayerRef): Promise<SplitModel> {
-  const c = cutModel(model, layer);
-  const activationOfZero = (await readLater(activationAtZero(c)))[0];
-  const constant = c.plan ? await readLater(chainOnConstant(c, c.plan, activationOfZero)) : undefined;
-  return finishSplit(c, activationOfZero, constant);
+export async function splitModelAsync(
+  model: tf.LayersModel,
+  layer: LayerRef,
+  members: string[] = [],
+): Promise<SplitModel> {
+  const c = cutModel(model, layer, members);
+  const zeros = await readLater(activationAtZero(c));
+  const constant = c.plan ? await readLater(chainOnConstant(c, c.plan, zeros[0])) : undefined;
+  return finishSplit(c, zeros, constant);
 }
 
 /**
@@ -318,9 +444,9 @@ export async function splitModelAsync(model: tf.LayersModel, layer: LayerRef): P
  * const split = splitModel(model, pickLayer(model)); // on cpu or wasm
  * ```
  */
-export function splitModel(model: tf.LayersModel, layer: LayerRef): SplitModel {
-  const c = cutModel(model, layer);
-  const activationOfZero = readNow(activationAtZero(c))[0];
-  const constant = c.plan ? readNow(chainOnConstant(c, c.plan, activationOfZero)) : undefined;
-  return finishSplit(c, activationOfZero, constant);
+export function splitModel(model: tf.LayersModel, layer: LayerRef, members: string[] = []): SplitModel {
+  const c = cutModel(model, layer, members);
+  const zeros = readNow(activationAtZero(c));
+  const constant = c.plan ? readNow(chainOnConstant(c, c.plan, zeros[0])) : undefined;
+  return finishSplit(c, zeros, constant);
 }

@@ -19,7 +19,8 @@ import type { LayerRef } from "../model/layers.ts";
 import type { SplitModel } from "../model/split.ts";
 import type { Dataset, Preprocessing, Ranking } from "../types.ts";
 import { type ChannelStats, rankByApoz, rankByMeanStats, rankLargest } from "./activation.ts";
-import { rankByBnGamma, rankByL1, rankByL2 } from "./weights.ts";
+import { filterNorms, rankByBnGamma } from "./weights.ts";
+import { ascendingOrder } from "./criteria.ts";
 import { rankRandom } from "./random.ts";
 import { rankByTaylor, taylorScores } from "./taylor.ts";
 import { batchNormAfter, batchNormGammaAfter, convKernel } from "../model/coupling.ts";
@@ -29,6 +30,8 @@ import type { OutputKind } from "../model/class_scores.ts";
 export interface RankingContext {
   model: tf.LayersModel;
   layer: LayerRef;
+  /** The other members of the layer's coupled channel group (none for a layer alone). */
+  members?: LayerRef[];
   split: SplitModel;
   /** Statistics of the layer's outputs over the evaluation images (activation criteria). */
   stats?: ChannelStats;
@@ -65,6 +68,45 @@ export interface Criterion {
   rank(ctx: RankingContext): Promise<Ranking>;
 }
 
+/** bn-gamma of one layer. */
+const rankBnGammaOf = async (ctx: RankingContext) =>
+  rankByBnGamma((await batchNormGammaAfter(ctx.model, ctx.layer)).gamma);
+
+/** The layer and its group's other members. */
+const convsOf = (ctx: RankingContext) => [ctx.layer, ...(ctx.members ?? [])];
+
+/** The p-norm of each filter, summed over the group's members (one member: its own norms). */
+async function groupNorms(ctx: RankingContext, p: 1 | 2, criterion: string): Promise<Ranking> {
+  const scores = new Float64Array(ctx.layer.channels);
+  for (const conv of convsOf(ctx)) {
+    const norms = filterNorms((await convKernel(ctx.model, conv)).values, ctx.layer.channels, p);
+    norms.forEach((v, c) => (scores[c] += v));
+  }
+  return { criterion, order: ascendingOrder(scores), scores };
+}
+
+/** |gamma| of the BatchNormalization after each member, summed over the group. */
+async function groupGamma(ctx: RankingContext): Promise<Ranking> {
+  const scores = new Float64Array(ctx.layer.channels);
+  for (const conv of convsOf(ctx)) {
+    (await batchNormGammaAfter(ctx.model, conv)).gamma.forEach((g, c) => (scores[c] += Math.abs(g)));
+  }
+  return { criterion: "bn-gamma", order: ascendingOrder(scores), scores };
+}
+
+/**
+ * Refuse, in one line, a criterion that has no group score yet on a coupled channel group
+ * (taylor; the activation criteria read the merged output, `rank/group_stats.ts`, the weight
+ * criteria sum over the members: see the README).
+ */
+export function assertGroupCriterion(c: Criterion, group: string): void {
+  if (c.source !== "gradients") return;
+  throw new UserError(
+    `criterion ${c.name} has no group score yet for the coupled channel group ${group}; ` +
+      `use --criterion mean, apoz, l1, l2, bn-gamma or random.`,
+  );
+}
+
 function needStats(ctx: RankingContext, name: string): ChannelStats {
   if (!ctx.stats) throw new Error(`criterion ${name} needs the layer's output statistics`);
   return ctx.stats;
@@ -97,7 +139,7 @@ export const CRITERIA: readonly Criterion[] = [
     source: "weights",
     seeded: false,
     description: "smallest L1 norm of the filter's kernel weights first (Li et al. 2017)",
-    rank: async (ctx) => rankByL1((await convKernel(ctx.model, ctx.layer)).values, ctx.layer.channels),
+    rank: (ctx) => groupNorms(ctx, 1, "l1"),
   },
   {
     name: "l2",
@@ -106,7 +148,7 @@ export const CRITERIA: readonly Criterion[] = [
     source: "weights",
     seeded: false,
     description: "smallest L2 norm of the filter's kernel weights first",
-    rank: async (ctx) => rankByL2((await convKernel(ctx.model, ctx.layer)).values, ctx.layer.channels),
+    rank: (ctx) => groupNorms(ctx, 2, "l2"),
   },
   {
     name: "bn-gamma",
@@ -116,7 +158,7 @@ export const CRITERIA: readonly Criterion[] = [
     seeded: false,
     description: "smallest |gamma| of the BatchNormalization right after the conv first",
     check: (model, layer) => void batchNormAfter(model, layer),
-    rank: async (ctx) => rankByBnGamma((await batchNormGammaAfter(ctx.model, ctx.layer)).gamma),
+    rank: (ctx) => ctx.members?.length ? groupGamma(ctx) : rankBnGammaOf(ctx),
   },
   {
     name: "taylor",

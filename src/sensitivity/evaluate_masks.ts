@@ -8,7 +8,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { SplitModel } from "../model/split.ts";
-import type { LayerOutputs } from "../activations/layer_outputs.ts";
+import { carriedBatch, type LayerOutputs } from "../activations/layer_outputs.ts";
 import { countCorrect } from "../model/evaluate.ts";
 import { maskChannelsStacked } from "../sweep/mask.ts";
 import { planBatching } from "../sweep/engines/masked.ts";
@@ -89,7 +89,12 @@ export async function tallyMasks(
           width,
           channels,
         ]);
-        const scores = split.suffix(maskChannelsStacked(y, groupMasks, mg, fill));
+        // The tensors that cross the cut, once per mask; a group's other members masked alike.
+        const carried = carriedBatch(split, out, start, n, mg);
+        const scores = split.suffix(maskChannelsStacked(y, groupMasks, mg, fill), carried, {
+          bits: groupMasks,
+          m: mg,
+        });
         const repeated = tf.tensor1d(
           Int32Array.from({ length: mg * n }, (_, i) => batchLabels[i % n]),
           "int32",

@@ -7,18 +7,19 @@ import type * as tf from "@tensorflow/tfjs";
 import { UserError } from "../core/errors.ts";
 import type { Dataset, Preprocessing } from "../types.ts";
 import { convLayers, type LayerRef, pickLayer } from "../model/layers.ts";
-import { couplingMessage, couplingOf } from "../model/coupling.ts";
+import { channelGroup, channelGroups } from "../model/coupling.ts";
 import type { Criterion } from "../rank/registry.ts";
 import { layerSensitivity, type LayerSensitivityResult } from "./scan.ts";
 import { sensitivityOnWorkers, type SensitivityPoolOptions } from "./pool.ts";
 
 /**
- * The layers to analyse: all uncoupled conv layers (the coupled ones skipped, with the reason),
- * or the named ones (a coupled one refused).
+ * The layers to analyse: every conv layer, a coupled channel group once (by its first member;
+ * `layerSensitivity` analyses the group), or the named ones. `skipped` stays for layers a scan
+ * cannot take (none at present).
  *
  * @example
  * ```ts
- * chooseLayers(model, "all").layers.map((l) => l.name); // every conv layer not coupled by a merge
+ * chooseLayers(resnet20, "all").layers.length; // 12: the 9 blocks' first convs, the 3 stage groups once each
  * ```
  */
 export function chooseLayers(
@@ -27,31 +28,23 @@ export function chooseLayers(
 ): { layers: LayerRef[]; skipped: { layer: string; reason: string }[] } {
   const skipped: { layer: string; reason: string }[] = [];
   if (spec.trim().toLowerCase() === "all") {
-    const layers: LayerRef[] = [];
-    for (const l of convLayers(model)) {
-      const c = couplingOf(model, l);
-      if (c) skipped.push({ layer: l.name, reason: couplingMessage(c) });
-      else layers.push(l);
-    }
+    // Every conv layer; a coupled channel group once, by its first member (analysed as the group).
+    const later = new Set(channelGroups(model).flatMap((g) => g.members.slice(1).map((m) => m.name)));
+    const layers = convLayers(model).filter((l) => !later.has(l.name));
     if (layers.length === 0) {
-      throw new UserError(
-        convLayers(model).length === 0
-          ? "the model has no Conv2D layer; run 'deno task inspect' to see its layers."
-          : `every conv layer is coupled to another through a merge: ${
-            skipped.map((s) => s.reason).join("; ")
-          }.`,
-      );
+      throw new UserError("the model has no Conv2D layer; run 'deno task inspect' to see its layers.");
     }
     return { layers, skipped };
   }
   const names = spec.split(",").map((s) => s.trim()).filter((s) => s !== "");
   if (names.length === 0) throw new UserError(`--layers needs 'all' or conv layer names a,b,...`);
   const layers = names.map((n) => pickLayer(model, n));
-  for (const l of layers) {
-    const c = couplingOf(model, l);
-    if (c) throw new UserError(`--layers ${l.name}: ${couplingMessage(c)}; leave it out of --layers.`);
-  }
   if (new Set(names).size !== names.length) throw new UserError(`--layers names a layer twice.`);
+  const heads = layers.map((l) => channelGroup(model, l)?.members[0].name ?? l.name);
+  const twice = heads.find((h, i) => heads.indexOf(h) !== i);
+  if (twice !== undefined) {
+    throw new UserError(`--layers names two members of the channel group that starts at ${twice}; name one.`);
+  }
   return { layers, skipped };
 }
 

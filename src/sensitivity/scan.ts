@@ -24,11 +24,12 @@ import {
   deadChannels,
   emptyChannelStats,
 } from "../rank/activation.ts";
-import { type Criterion, type RankingContext } from "../rank/registry.ts";
+import { assertGroupCriterion, type Criterion, type RankingContext } from "../rank/registry.ts";
+import { mergedOutputStats } from "../rank/group_stats.ts";
 import { type MaskTally, tallyMasks } from "./evaluate_masks.ts";
 import { rankPositions, resolveKValues } from "../sweep/kvalues.ts";
 import type { OutputKind } from "../model/class_scores.ts";
-import { kernelName } from "../model/coupling.ts";
+import { channelGroup, groupName, kernelName } from "../model/coupling.ts";
 
 /** Bytes of cached layer outputs a layer may hold at once before it is streamed (default 1 GiB). */
 export const DEFAULT_MAX_CACHE_BYTES = 2 ** 30;
@@ -49,7 +50,10 @@ export interface SensitivityPoint {
 
 /** One layer's sensitivity. */
 export interface LayerSensitivityResult {
+  /** The layer, or a coupled channel group's members joined by "+". */
   layer: string;
+  /** A coupled channel group's conv layers, pruned together (absent for one layer). */
+  members?: string[];
   /** The kernel variable (Distiller's "parameter"), e.g. "conv2/kernel". */
   parameter: string;
   channels: number;
@@ -163,7 +167,14 @@ export async function layerSensitivity(
   opts: SensitivityOptions,
 ): Promise<LayerSensitivityResult> {
   const t0 = performance.now();
-  const split = await splitModelAsync(model, layer);
+  // A coupled conv is analysed with its whole channel group, cut at the member that runs first.
+  const group = channelGroup(model, layer);
+  if (group) {
+    assertGroupCriterion(opts.criterion, groupName(group));
+    layer = group.members[0];
+  }
+  const members = group ? group.members.slice(1) : [];
+  const split = await splitModelAsync(model, layer, members.map((m) => m.name));
   const [height, width, channels] = layer.outputShape;
   const perImage = height * width * channels;
   const maxCacheBytes = opts.maxCacheBytes ?? DEFAULT_MAX_CACHE_BYTES;
@@ -196,6 +207,7 @@ export async function layerSensitivity(
     const ctx: RankingContext = {
       model,
       layer,
+      members,
       split,
       stats: s,
       seed: opts.seed ?? 1,
@@ -211,6 +223,11 @@ export async function layerSensitivity(
     };
     return opts.criterion.rank(ctx).then((r) => ({ ...r, criterion: opts.criterion.name }));
   };
+  // A group's activation criteria read its merged output (rank/group_stats.ts).
+  const rankingStats = (own: ChannelStats) =>
+    group && opts.criterion.source === "activations"
+      ? mergedOutputStats(model, group, ds, prep, { fill: split.activationOfZero, batch })
+      : Promise.resolve(own);
   const tallyOpts = (into: MaskTally[] | undefined) => ({
     kBatch: opts.kBatch,
     imageBatch: opts.imageBatch,
@@ -225,7 +242,7 @@ export async function layerSensitivity(
   if (!streamed) {
     const out = await outputsOf(ds);
     accumulateChannelStats(stats, out);
-    ranking = await rank(stats);
+    ranking = await rank(await rankingStats(stats));
     tallies = await tallyMasks(
       split,
       out,
@@ -243,7 +260,7 @@ export async function layerSensitivity(
         accumulateChannelStats(stats, await outputsOf(sliceDataset(ds, start, chunk)));
       }
     }
-    ranking = await rank(needsStatsFirst ? stats : undefined);
+    ranking = await rank(needsStatsFirst ? await rankingStats(stats) : undefined);
     const masks = masksFor(ranking);
     for (let start = 0; start < ds.count; start += chunk) {
       const part = sliceDataset(ds, start, chunk);
@@ -274,7 +291,8 @@ export async function layerSensitivity(
     };
   });
   return {
-    layer: layer.name,
+    layer: group ? groupName(group) : layer.name,
+    ...(group ? { members: group.members.map((m) => m.name) } : {}),
     parameter: kernelName(model, layer),
     channels,
     outputShape: layer.outputShape,

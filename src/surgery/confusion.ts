@@ -63,7 +63,8 @@ export function confusionMatrix(
 
 /**
  * The confusion matrix of `model` on `ds` with the K first channels of `ranking` pruned, for
- * each K of `ks`, by zeroing weights and predicting every image (the naive method).
+ * each K of `ks`, by zeroing weights (in `layer` and the other `members` of its channel group)
+ * and predicting every image (the naive method).
  *
  * @example
  * ```ts
@@ -80,11 +81,16 @@ export async function confusionAtK(
   ks: number[],
   classes: string[],
   batch = 256,
+  members: string[] = [],
 ): Promise<ConfusionMatrix[]> {
   const matrices: ConfusionMatrix[] = [];
   for (const k of ks) {
     checkK(k, ranking);
-    const masked = await zeroChannels(model, [{ layer: layer.name, channels: ranking.order.slice(0, k) }]);
+    const channels = ranking.order.slice(0, k);
+    const masked = await zeroChannels(
+      model,
+      [layer.name, ...members].map((name) => ({ layer: name, channels })),
+    );
     try {
       const predicted = await predictClasses(masked, ds, prep, { batch });
       matrices.push(confusionMatrix(k, classes, ds.labels.subarray(0, ds.count), predicted));
@@ -134,6 +140,8 @@ export async function confusionFromOutputs(
 export interface SweepConfusionInput {
   model: tf.LayersModel;
   layer: LayerRef;
+  /** The other members of the layer's channel group, zeroed with it by the naive method. */
+  members?: string[];
   split: SplitModel;
   data: Dataset;
   outputs: LayerOutputs;
@@ -158,6 +166,6 @@ export function sweepConfusion(
   s: SweepConfusionInput,
 ): Promise<ConfusionMatrix[]> {
   return naive
-    ? confusionAtK(s.model, s.layer, s.data, s.prep, s.ranking, ks, s.classes, s.batch)
+    ? confusionAtK(s.model, s.layer, s.data, s.prep, s.ranking, ks, s.classes, s.batch, s.members)
     : confusionFromOutputs(s.split, s.outputs, s.data.labels, s.ranking, ks, s.classes, s.batch);
 }

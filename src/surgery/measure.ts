@@ -7,7 +7,7 @@ import * as tf from "@tensorflow/tfjs";
 import type { SplitModel } from "../model/split.ts";
 import type { Dataset, Preprocessing } from "../types.ts";
 import { imagesToTensor } from "../data/tensors.ts";
-import type { LayerOutputs } from "../activations/layer_outputs.ts";
+import { carriedBatch, type LayerOutputs } from "../activations/layer_outputs.ts";
 import { maskChannelsStacked } from "../sweep/mask.ts";
 
 /** Latency of one batch size: the median of timed runs after warm-up runs. */
@@ -133,7 +133,8 @@ export async function maskedClasses(
         width,
         channels,
       ]);
-      return split.suffix(maskChannelsStacked(y, bits, 1, split.activationOfZero));
+      const carried = carriedBatch(split, outputs, start, n);
+      return split.suffix(maskChannelsStacked(y, bits, 1, split.activationOfZero), carried, { bits, m: 1 });
     });
     try {
       await readClasses(scores, out, start);

@@ -171,6 +171,15 @@ export async function openEngine(
     throw new UserError("--workers runs on cpu or wasm only; with --backend webgpu use --workers 1.");
   }
   const { model, layer, split, data, prep } = task;
+  if (workers > 1 && (split.carried.length > 0 || split.members.length > 0)) {
+    throw new UserError(
+      `--workers does not yet apply to ${layer.name}: ${
+        split.members.length > 0
+          ? "it heads a coupled channel group"
+          : "a skip connection crosses the cut there"
+      }; use --workers 1.`,
+    );
+  }
   // The rows of --algebra / --dense-kernel, refused here where they do not apply; one source
   // serves every sweep (the workers build their own).
   const rows = name === "naive"
@@ -179,7 +188,9 @@ export async function openEngine(
   const pool = workers > 1 ? await SweepPool.start(model, layer, { workers, backend: opts.backend! }) : null;
   // On a GPU in one process, the masked engine: many K batched in one device call, the masks
   // built on the device; the change-only engine's rows are built on the host.
-  const masked = name === "exact" && !pool && tf.getBackend() === "webgpu";
+  // A group's members after the cut change scores where the cut's values did not, so a group is
+  // always swept by the masked engine.
+  const masked = name === "exact" && !pool && (tf.getBackend() === "webgpu" || split.members.length > 0);
   let lastSweepRows = 0;
   const description = masked
     ? "masked (exact)"
@@ -212,6 +223,7 @@ export async function openEngine(
       if (name === "naive") {
         lastSweepRows = 0;
         return await sweepNaive(model, layer, data, prep, ranking, {
+          members: split.members.map((m) => m.name),
           kValues: o.kValues,
           batch: opts.batch,
           onProgress: kProgress,

@@ -487,6 +487,12 @@ export async function engineRows(
   opts: LinearRowsOptions = {},
 ): Promise<RowSource | undefined> {
   if (engine === "exact") return undefined;
+  if (split.carried.length > 0 || split.members.length > 0) {
+    const why = split.members.length > 0
+      ? "it heads a coupled channel group"
+      : `${split.carried.map((t) => t.name).join(", ")} crosses the cut (a skip connection)`;
+    throw new UserError(`--${engine} does not apply after ${split.layer.name}: ${why}. Run without it.`);
+  }
   const plan = await planLinearHead(model, split.layer);
   if ("reason" in plan) {
     throw new UserError(

@@ -27,8 +27,12 @@ export interface RowSource {
   prune(c: number, changed: Uint8Array): void;
   /** Write loaded image i's current row into `dst` (rowShape's size). */
   row(i: number, dst: Float32Array): void;
-  /** Stacked rows `[m, ...rowShape]` to class scores `[m, classes]`; the caller owns the result. */
-  scores(rows: tf.Tensor): tf.Tensor2D;
+  /**
+   * Stacked rows `[m, ...rowShape]` to class scores `[m, classes]`, where `images[r]` is row r's
+   * loaded image (for the tensors that cross the cut; default: row r is image r); the caller
+   * owns the result.
+   */
+  scores(rows: tf.Tensor, images?: Int32Array): tf.Tensor2D;
   /**
    * Optional, used instead of `scores` when present: the same scores straight from the stacked
    * rows on the host (`stack`, m rows), where `images[r]` is row r's loaded image (rows of one

@@ -106,6 +106,7 @@ Deno.test("inspect command: table, --json, --help and a bad path", async () => {
   assert.equal(json.code, 0, json.stderr);
   const parsed = JSON.parse(json.stdout);
   assert.equal(parsed.defaultLayer, "conv3");
+  assert.deepEqual(parsed.groups, [{ members: ["conv2", "conv3"], merges: ["residual"] }]);
   assert.deepEqual(parsed.convLayers.map((c: { name: string }) => c.name), ["conv1", "conv2", "conv3"]);
   assert.equal(
     parsed.totalParams,

@@ -1,7 +1,7 @@
 /**
  * Cutting a model at a conv layer: prefix then suffix computes what the whole model computes
  * (Sequential and Functional), the layer output is the Conv2D's own output, activation(0) is
- * right, skip connections across the cut are refused, the model is left untouched; and the
+ * right, skip connections across the cut are carried, the model is left untouched; and the
  * layer picking (default = last Conv2D, clear errors).
  */
 import assert from "node:assert/strict";
@@ -142,16 +142,22 @@ Deno.test("split: an in-memory Functional model with a branch after the cut", as
   model.dispose();
 });
 
-Deno.test("split: a skip connection across the cut is refused with a UserError", async () => {
+Deno.test("split: a skip connection across the cut is carried: prefixAll then suffix equals model.predict", async () => {
   await setupBackend("wasm");
   // tiny-func's last conv (conv3) sits inside a residual block: its output is added to relu2's.
   const { model } = await loadModel(modelPath("tiny-func"));
   const last = pickLayer(model);
   assert.equal(last.name, "conv3");
-  assert.throws(
-    () => splitModel(model, last),
-    (e: unknown) => e instanceof UserError && /skip connection/.test(e.message) && /relu2/.test(e.message),
-  );
+  const split = splitModel(model, last);
+  assert.deepEqual(split.carried.map((t) => t.shape), [[16, 16, 16]]);
+  assert.match(split.carried[0].name, /relu2/);
+  const x = await images(8);
+  const [y, ...carried] = split.prefixAll(x);
+  const got = split.suffix(y as tf.Tensor4D, carried);
+  const want = model.predict(x) as tf.Tensor2D;
+  assert.deepEqual(Array.from(got.dataSync()), Array.from(want.dataSync()));
+  assert.throws(() => split.suffix(y as tf.Tensor4D), /carried/);
+  tf.dispose([x, y, ...carried, got, want]);
 });
 
 Deno.test("split: the model's graph is left untouched and can be split again", async () => {

@@ -1,7 +1,7 @@
 /**
  * Per-layer sensitivity: every point equals the literal lab method (weights zeroed, whole model
  * re-run) on the fixture models, streaming in chunks changes nothing, dead channels cost
- * nothing, coupled layers are refused, and the command writes Distiller's and NNI's layouts.
+ * nothing, a coupled group is analysed once (its counts the naive group sweep's), and the command writes Distiller's and NNI's layouts.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -26,7 +26,7 @@ import {
   layerSensitivity,
   type LayerSensitivityResult,
 } from "../../src/sensitivity/scan.ts";
-import { assertUncoupled, couplingOf } from "../../src/model/coupling.ts";
+import { couplingOf } from "../../src/model/coupling.ts";
 import { parseFractions } from "../../src/commands/sensitivity.ts";
 import { main } from "../../main.ts";
 import type { Dataset, Preprocessing } from "../../src/types.ts";
@@ -277,21 +277,36 @@ async function captureErrors(fn: () => Promise<number>): Promise<{ code: number;
   }
 }
 
-Deno.test("coupled layers (a conv feeding an Add) are refused naming the Add; --layers all skips them", async () => {
+Deno.test("a coupled group (convs meeting in an Add) is analysed once, named by its members, its counts the naive group sweep's", async () => {
+  await setupBackend("cpu");
   const model = residualModel();
   assert.equal(couplingOf(model, pickLayer(model, "conv1")), null);
-  assert.deepEqual(couplingOf(model, pickLayer(model, "conv2")), {
-    layer: "conv2",
-    merge: "residual",
-    mergeClass: "Add",
-    via: ["relu2"],
-  });
   assert.equal(couplingOf(model, pickLayer(model, "conv3"))?.merge, "residual");
-  assert.throws(
-    () => assertUncoupled(model, pickLayer(model, "conv3")),
-    (e: unknown) =>
-      e instanceof UserError && /'residual'/.test(e.message) &&
-      /uncoupled conv layers: conv1/.test(e.message),
+  const ds = await loadTestSet(DATA, 40);
+  const prep: Preprocessing = { scale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1] };
+  for (const criterion of ["l1", "mean"]) {
+    const kValues = [0, 1, 3, 5, 6];
+    const r = await layerSensitivity(model, pickLayer(model, "conv3"), ds, prep, {
+      criterion: criterionByName(criterion),
+      kValues,
+      outputKind: "probabilities",
+    });
+    assert.equal(r.layer, "conv2+conv3");
+    assert.deepEqual(r.members, ["conv2", "conv3"]);
+    const naive = await sweepNaive(model, pickLayer(model, "conv2"), ds, prep, r.ranking, {
+      kValues,
+      members: ["conv3"],
+    });
+    assert.deepEqual(r.points.map((p) => p.correct), naive.map((p) => p.correct), criterion);
+  }
+  await assert.rejects(
+    () =>
+      layerSensitivity(model, pickLayer(model, "conv2"), ds, prep, {
+        criterion: criterionByName("taylor"),
+        kValues: [0, 1],
+        outputKind: "probabilities",
+      }),
+    (e: unknown) => e instanceof UserError && /taylor has no group score yet .*conv2\+conv3/.test(e.message),
   );
 
   const dir = await Deno.makeTempDir({ prefix: "prunescope-sens-" });
@@ -303,21 +318,24 @@ Deno.test("coupled layers (a conv feeding an Add) are refused naming the Add; --
       main(["sensitivity", ...base, "--fractions", "0,0.5,1", "--out", join(dir, "all")])
     );
     assert.equal(all.code, 0, all.errors);
-    assert.match(all.errors, /skipping conv2: .*'residual'/);
     const json = JSON.parse(await Deno.readTextFile(join(dir, "all", "sensitivity.json")));
-    assert.deepEqual(json.layers.map((l: { layer: string }) => l.layer), ["conv1"]);
-    assert.deepEqual(json.skipped.map((s: { layer: string }) => s.layer), ["conv2", "conv3"]);
+    assert.deepEqual(json.layers.map((l: { layer: string }) => l.layer), ["conv1", "conv2+conv3"]);
+    assert.deepEqual(json.skipped, []);
 
-    const one = await captureErrors(() =>
-      main(["sensitivity", ...base, "--layers", "conv2", "--out", join(dir, "x")])
+    const twice = await captureErrors(() =>
+      main(["sensitivity", ...base, "--layers", "conv2,conv3", "--out", join(dir, "x")])
     );
-    assert.equal(one.code, 1);
-    assert.match(one.errors, /conv2 feeds the Add layer 'residual' \(through relu2\)/);
+    assert.equal(twice.code, 1);
+    assert.match(twice.errors, /two members of the channel group that starts at conv2/);
     const sweep = await captureErrors(() =>
-      main(["sweep", ...base, "--layer", "conv3", "--out", join(dir, "y")])
+      main(["sweep", ...base, "--layer", "conv3", "--criterion", "taylor", "--out", join(dir, "y")])
     );
+    // sweep takes conv3 with its group (conv2 + conv3), where taylor has no group score yet.
     assert.equal(sweep.code, 1);
-    assert.match(sweep.errors, /conv3 feeds the Add layer 'residual'/);
+    assert.match(
+      sweep.errors,
+      /criterion taylor has no group score yet for the coupled channel group conv2\+conv3/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
     model.dispose();

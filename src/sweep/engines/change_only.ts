@@ -17,7 +17,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { SplitModel } from "../../model/split.ts";
 import type { Ranking, SweepPoint } from "../../types.ts";
-import type { LayerOutputs } from "../../activations/layer_outputs.ts";
+import { carriedBatch, type LayerOutputs } from "../../activations/layer_outputs.ts";
 import type { RowSource } from "../rows.ts";
 import {
   checkSweepInputs,
@@ -77,6 +77,7 @@ export function maskedRows(split: SplitModel, opts: { pushdown?: boolean } = {})
   let state = new Float32Array(0);
   let bits = new Uint32Array(0);
   let loaded = 0;
+  let source: { out: LayerOutputs; start: number } | undefined;
   return {
     rowShape: [height, width, channels],
     bytesPerRow: 8 * perImage + 8 * (pushdown ? pushdown.tailElementsPerImage : split.suffixElementsPerImage),
@@ -101,6 +102,7 @@ export function maskedRows(split: SplitModel, opts: { pushdown?: boolean } = {})
         state.set(values);
       }
       loaded = n;
+      source = { out: src, start };
     },
     prune(c, changed) {
       const fill = fillBits[c];
@@ -119,8 +121,14 @@ export function maskedRows(split: SplitModel, opts: { pushdown?: boolean } = {})
     row(i, dst) {
       dst.set(state.subarray(i * perImage, (i + 1) * perImage));
     },
-    scores(rows) {
-      return pushdown ? pushdown.tail(rows as tf.Tensor4D) : split.suffix(rows as tf.Tensor4D);
+    scores(rows, images) {
+      // The tensors that cross the cut, for each row's image (none for a plain chain).
+      const all = source ? carriedBatch(split, source.out, source.start, loaded) : undefined;
+      const rowImages = images ?? Int32Array.from({ length: rows.shape[0] }, (_, r) => r);
+      const carried = all?.map((t) => tf.gather(t, tf.tensor1d(rowImages, "int32")));
+      return pushdown
+        ? pushdown.tail(rows as tf.Tensor4D, carried)
+        : split.suffix(rows as tf.Tensor4D, carried);
     },
   };
 }
@@ -200,6 +208,12 @@ export async function sweepIncremental(
 ): Promise<SweepPoint[]> {
   const { count, channels } = out;
   checkSweepInputs(split.layer, out, labels);
+  if (split.members.length > 0) {
+    // A member after the cut changes an image's scores where the cut's values did not change.
+    throw new Error(
+      `the change-only engine sweeps one layer; ${split.layer.name} heads a group: use sweepFast`,
+    );
+  }
   const ks = resolveKValues(opts.kValues, channels);
   rankPositions(ranking, channels); // validates the ranking
   const order = ranking.order;
@@ -240,9 +254,12 @@ export async function sweepIncremental(
     if (filled === 0) return;
     const m = filled;
     filled = 0;
-    const scores = source.scoreRows
-      ? source.scoreRows(stack, m, rowImage)
-      : tf.tidy(() => source.scores(tf.tensor(stack.subarray(0, m * rowSize), [m, ...source.rowShape])));
+    const scores = source.scoreRows ? source.scoreRows(stack, m, rowImage) : tf.tidy(() =>
+      source.scores(
+        tf.tensor(stack.subarray(0, m * rowSize), [m, ...source.rowShape]),
+        rowImage.subarray(0, m),
+      )
+    );
     if (classes === 0) {
       classes = scores.shape[1];
       classDiff = new Float64Array(ks.length * classes);

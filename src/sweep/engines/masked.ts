@@ -14,7 +14,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Pushdown, SplitModel } from "../../model/split.ts";
 import type { Ranking, SweepPoint } from "../../types.ts";
-import type { LayerOutputs } from "../../activations/layer_outputs.ts";
+import { carriedBatch, type LayerOutputs } from "../../activations/layer_outputs.ts";
 import { defaultMasking, maskChannelsStacked, type MaskingSite, maskStackInto } from "../mask.ts";
 import { countCorrectByClass, splitClassCounts } from "../../model/evaluate.ts";
 import {
@@ -103,7 +103,7 @@ async function runHead(pushdown: Pushdown, out: LayerOutputs, batch = 256): Prom
       z.dispose();
     }
   }
-  return { data, count: out.count, height, width, channels };
+  return { ...out, data, height, width, channels };
 }
 
 /**
@@ -165,7 +165,8 @@ export async function sweepFast(
           const y = tf.tensor4d(batch, [n, height1, width1, channels]);
           input = maskChannelsStacked(y, masks, m, fill, "device");
         }
-        return countCorrectByClass(rest(input), labels.subarray(first, first + n), m);
+        const scores = rest(input, carriedBatch(split, out, first, n, m), { bits: masks, m });
+        return countCorrectByClass(scores, labels.subarray(first, first + n), m);
       });
       try {
         const values = splitClassCounts(await counts.data(), m);

@@ -1,7 +1,8 @@
 /**
  * The lab's method, literally: for each K, zero the kernel slices and bias entries of the K
- * first channels of the ranking in the layer's own weights, evaluate the whole model on the
- * data, and finally put the original weights back. Slow, and the reference the fast sweep must
+ * first channels of the ranking in the layer's own weights (and in every other member of its
+ * coupled channel group), evaluate the whole model on the data, and finally put the original
+ * weights back. Slow, and the reference the fast sweep must
  * match count for count.
  */
 import * as tf from "@tensorflow/tfjs";
@@ -18,6 +19,8 @@ export interface NaiveSweepOptions {
   batch?: number;
   /** Called after each K with how many are done. */
   onProgress?: (kDone: number) => void;
+  /** The other conv layers of the layer's channel group, zeroed with it (default none). */
+  members?: string[];
 }
 
 /** Set a layer's weights from plain arrays, disposing the temporary tensors. */
@@ -28,6 +31,31 @@ function setWeightValues(layer: tf.layers.Layer, values: Float32Array[], shapes:
   } finally {
     tensors.forEach((t) => t.dispose());
   }
+}
+
+/** One conv layer's weights: the originals, a working copy, and how to zero channel c in it. */
+async function heldWeights(conv: tf.layers.Layer, channels: number) {
+  // getWeights() returns the live variables: copy their values before touching them (read
+  // asynchronously: WebGPU has no synchronous read).
+  const live = conv.getWeights();
+  const shapes = live.map((t) => t.shape);
+  const originals = (await Promise.all(live.map((t) => t.data() as Promise<Float32Array>))).map((v) =>
+    v.slice()
+  );
+  const kernelAt = shapes.findIndex((s) => s.length === 4 && s[3] === channels);
+  const biasAt = shapes.findIndex((s) => s.length === 1 && s[0] === channels);
+  if (kernelAt < 0) throw new Error(`layer ${conv.name} has no 4-D kernel with ${channels} output channels`);
+  const working = originals.map((v) => v.slice());
+  return {
+    zero(c: number) {
+      const kernel = working[kernelAt];
+      for (let i = c; i < kernel.length; i += channels) kernel[i] = 0;
+      if (biasAt >= 0) working[biasAt][c] = 0;
+    },
+    set(which: "working" | "originals") {
+      setWeightValues(conv, which === "working" ? working : originals, shapes);
+    },
+  };
 }
 
 /**
@@ -48,41 +76,26 @@ export async function sweepNaive(
   ranking: Ranking,
   opts: NaiveSweepOptions = {},
 ): Promise<SweepPoint[]> {
-  const conv = model.getLayer(layer.name);
   const channels = layer.channels;
   const ks = resolveKValues(opts.kValues, channels);
   if (ranking.order.length !== channels) {
     throw new Error(`ranking has ${ranking.order.length} channels, layer ${layer.name} ${channels}`);
   }
-  // getWeights() returns the live variables: copy their values before touching them (read
-  // asynchronously: WebGPU has no synchronous read).
-  const live = conv.getWeights();
-  const shapes = live.map((t) => t.shape);
-  const originals = (await Promise.all(live.map((t) => t.data() as Promise<Float32Array>))).map((v) =>
-    v.slice()
-  );
-  const kernelAt = shapes.findIndex((s) => s.length === 4 && s[3] === channels);
-  const biasAt = shapes.findIndex((s) => s.length === 1 && s[0] === channels);
-  if (kernelAt < 0) throw new Error(`layer ${layer.name} has no 4-D kernel with ${channels} output channels`);
-
-  const working = originals.map((v) => v.slice());
-  const zeroChannel = (c: number) => {
-    const kernel = working[kernelAt];
-    for (let i = c; i < kernel.length; i += channels) kernel[i] = 0;
-    if (biasAt >= 0) working[biasAt][c] = 0;
-  };
+  const convs = [layer.name, ...(opts.members ?? [])].map((name) => model.getLayer(name));
+  const held = await Promise.all(convs.map((conv) => heldWeights(conv, channels)));
+  const zeroChannel = (c: number) => held.forEach((h) => h.zero(c));
   const points: SweepPoint[] = [];
   let pruned = 0;
   try {
     for (const k of ks) {
       while (pruned < k) zeroChannel(ranking.order[pruned++]);
-      setWeightValues(conv, working, shapes);
+      held.forEach((h) => h.set("working"));
       const { correct, total, classCorrect } = await evaluate(model, ds, prep, opts.batch);
       points.push(sweepPoint(k, ranking, correct, total, classCorrect));
       opts.onProgress?.(points.length);
     }
   } finally {
-    setWeightValues(conv, originals, shapes);
+    held.forEach((h) => h.set("originals"));
   }
   return points;
 }

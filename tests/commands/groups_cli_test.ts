@@ -1,0 +1,128 @@
+/**
+ * `sweep` on a residual model end to end (ResNet-20 layout, seeded random weights, saved as a
+ * TF.js model): `--layer` on a coupled conv sweeps its whole group and names every member; a
+ * block's first conv (its shortcut crosses the cut) sweeps as one layer; a criterion with no
+ * group score yet (taylor) is one line; the model exported to a Functional Keras .h5 (Add,
+ * GlobalAveragePooling2D) by our writer sweeps to the same counts.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { main } from "../../main.ts";
+import { setupBackend } from "../../src/backend.ts";
+import { buildResnet20 } from "../../src/model/resnet.ts";
+import { fileSaver } from "../../src/model/tfjs_io.ts";
+import { writeKerasH5 } from "../../src/model/keras/h5_writer.ts";
+import { fixture, randomize, withTempDir } from "../_helpers.ts";
+
+async function quietMain(args: string[]): Promise<{ code: number; stderr: string[] }> {
+  const lines: string[] = [];
+  const original = console.error;
+  const log = console.log;
+  console.error = (...a: unknown[]) => lines.push(a.map(String).join(" "));
+  console.log = () => {};
+  // Set for this run only: child processes of later tests must not inherit it.
+  const quiet = Deno.env.get("PRUNESCOPE_NO_PROGRESS");
+  Deno.env.set("PRUNESCOPE_NO_PROGRESS", "1");
+  try {
+    return { code: await main(args), stderr: lines };
+  } finally {
+    console.error = original;
+    console.log = log;
+    if (quiet === undefined) Deno.env.delete("PRUNESCOPE_NO_PROGRESS");
+    else Deno.env.set("PRUNESCOPE_NO_PROGRESS", quiet);
+  }
+}
+
+Deno.test("sweep CLI: a coupled conv sweeps its group; a block's first conv sweeps alone", async () => {
+  await withTempDir(async (dir) => {
+    await setupBackend("wasm");
+    const model = buildResnet20({ seed: 2 });
+    randomize(model, 4, 2);
+    await model.save(fileSaver(join(dir, "resnet")));
+    // The same model as a Functional Keras 2 .h5 (Add, GlobalAveragePooling2D), written by our writer.
+    await Deno.writeFile(join(dir, "resnet20.h5"), await writeKerasH5(model));
+    model.dispose();
+    const common = [
+      "--model",
+      join(dir, "resnet", "model.json"),
+      "--data",
+      fixture("cifar10-tiny"),
+      "--limit",
+      "12",
+    ];
+
+    const bad = await quietMain([
+      "sweep",
+      ...common,
+      "--layer",
+      "stage3_block2_conv2",
+      "--criterion",
+      "taylor",
+      "--out",
+      join(dir, "x"),
+    ]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr.join("\n"), /criterion taylor has no group score yet .*stage3_block1_conv2\+/);
+
+    const out = join(dir, "group");
+    const ok = await quietMain([
+      "sweep",
+      ...common,
+      "--layer",
+      "stage3_block2_conv2",
+      "--criterion",
+      "mean,l1",
+      "--k",
+      "0,16,64",
+      "--out",
+      out,
+    ]);
+    assert.equal(ok.code, 0, ok.stderr.join("\n"));
+    const result = JSON.parse(await Deno.readTextFile(join(out, "sweep.json")));
+    assert.deepEqual(result.members, [
+      "stage3_block1_conv2",
+      "stage3_block1_proj",
+      "stage3_block2_conv2",
+      "stage3_block3_conv2",
+    ]);
+    assert.equal(result.layer, result.members.join("+"));
+    assert.deepEqual(result.results.map((p: { k: number }) => p.k), [0, 16, 64]);
+
+    const plain = join(dir, "plain");
+    const one = await quietMain([
+      "sweep",
+      ...common,
+      "--layer",
+      "stage2_block2_conv1",
+      "--k",
+      "0,8,32",
+      "--out",
+      plain,
+    ]);
+    assert.equal(one.code, 0, one.stderr.join("\n"));
+    const single = JSON.parse(await Deno.readTextFile(join(plain, "sweep.json")));
+    assert.equal(single.layer, "stage2_block2_conv1");
+    assert.equal(single.members, undefined);
+
+    // The .h5 sweeps end to end to the same counts as the TF.js copy.
+    const h5 = join(dir, "h5");
+    const fromH5 = await quietMain([
+      "sweep",
+      "--model",
+      join(dir, "resnet20.h5"),
+      ...common.slice(2),
+      "--layer",
+      "stage2_block2_conv1",
+      "--k",
+      "0,8,32",
+      "--out",
+      h5,
+    ]);
+    assert.equal(fromH5.code, 0, fromH5.stderr.join("\n"));
+    const again = JSON.parse(await Deno.readTextFile(join(h5, "sweep.json")));
+    assert.deepEqual(
+      again.results.map((p: { correct: number }) => p.correct),
+      single.results.map((p: { correct: number }) => p.correct),
+    );
+  });
+});
