@@ -16,34 +16,31 @@ import { openSession, Stopwatch } from "../cli/session.ts";
 import { openOutDir } from "../cli/out_dir.ts";
 import { finetuneWithProgress } from "../cli/finetune_progress.ts";
 import { criterionByName, criterionNames } from "../rank/registry.ts";
-import { evaluate } from "../model/evaluate.ts";
 import {
-  type Budget,
   choosePlan,
   maskedAccuracy,
   measureCurves,
+  paretoRows,
   prunableUnits,
   removalsOf,
 } from "../surgery/plan.ts";
-import { budgetFraction, greedyPath, planWithin, removedChannels, uniformPlan } from "../surgery/allocate.ts";
+import { budgetFraction, greedyPath, parseBudget } from "../surgery/allocate.ts";
 import { removeChannels } from "../surgery/remove.ts";
 import { compareLatency } from "../surgery/measure.ts";
-import { modelCost } from "../surgery/cost.ts";
 import { checkSlim, saveKerasVerified, saveVerified } from "../surgery/verify.ts";
 import { FINETUNE_PEAK_LR } from "../train/finetune.ts";
-import { splitTrainVal } from "../train/trainer.ts";
-import { gatherBatch } from "../train/augment.ts";
+import { trainValSets } from "../train/trainer.ts";
 import { recoveryChart } from "../viz/charts.ts";
 import { writeChart, writeJson } from "../report/outputs.ts";
 import {
   bestWithin,
   compressedMetadata,
   type CompressRecord,
+  compressRecord,
   compressSummary,
-  type ParetoRow,
   writeParetoFiles,
 } from "../report/compress_report.ts";
-import type { Dataset } from "../types.ts";
+import type * as tf from "@tensorflow/tfjs";
 
 const HELP = `deno task compress [options]  (one budget: --target-macs F | --target-params F | --max-drop P)
 
@@ -121,26 +118,7 @@ export async function run(args: string[]): Promise<void> {
     console.log(HELP);
     return;
   }
-  const given = (["target-macs", "target-params", "max-drop"] as const).filter((f) =>
-    values[f] !== undefined
-  );
-  if (given.length !== 1) {
-    throw new UserError(`give exactly one budget: --target-macs F, --target-params F or --max-drop P.`);
-  }
-  let budget: Budget;
-  if (values["max-drop"] !== undefined) {
-    const p = Number(values["max-drop"]);
-    if (!Number.isFinite(p) || p < 0) {
-      throw new UserError(`--max-drop must be a non-negative number of points, got '${values["max-drop"]}'.`);
-    }
-    budget = { maxDrop: p };
-  } else {
-    const flag = given[0] as "target-macs" | "target-params";
-    budget = {
-      metric: flag === "target-macs" ? "macs" : "params",
-      keep: budgetFraction(`--${flag}`, values[flag]!),
-    };
-  }
+  const budget = parseBudget(values["target-macs"], values["target-params"], values["max-drop"]);
   const criterion = criterionByName(values.criterion!);
   const seed = positiveInt("seed", values.seed, 1);
   const steps = positiveInt("steps", values.steps, 8);
@@ -167,15 +145,7 @@ export async function run(args: string[]): Promise<void> {
   if (valSize >= full.count) {
     throw new UserError(`--val-size ${valSize} leaves no training images out of ${full.count}; give fewer.`);
   }
-  const split = splitTrainVal(full, valSize, valSeed);
-  const val = split.val;
-  const trainIdx = split.train.subarray(0, Math.min(trainLimit, split.train.length));
-  const train: Dataset = {
-    images: gatherBatch(full.images, trainIdx, false, () => 0),
-    labels: Uint8Array.from(trainIdx, (j) => full.labels[j]),
-    count: trainIdx.length,
-    source: `${full.source} (fine-tuning part)`,
-  };
+  const { train, val } = trainValSets(full, valSize, valSeed, trainLimit);
   const test = await session.testSet(limit);
   clock.lap("load");
   console.error(
@@ -269,42 +239,11 @@ export async function run(args: string[]): Promise<void> {
   clock.lap("write_model");
 
   // The Pareto points: both methods at every budget, pruned and fine-tuned.
-  const rows: ParetoRow[] = [];
-  const c0 = cm.cost({});
-  for (const keep of pareto) {
-    const sens = planWithin(cm, path, "macs", keep * c0.macs);
-    const uni = uniformPlan(cm, "macs", keep * c0.macs);
-    for (const [method, plan] of [["sensitivity", sens], ["uniform", uni?.plan ?? null]] as const) {
-      if (!plan) continue;
-      const rem = removalsOf(cm.units, plan, curves.rankings);
-      const label = `pareto ${keep} ${method}`;
-      const pruned = await maskedAccuracy(model, rem, test, prep, batch, label);
-      let testAfter: number | null = null, seconds = 0;
-      if (paretoEpochs > 0) {
-        const t0 = performance.now();
-        const s = (await removeChannels(model, rem)).model;
-        await finetuneWithProgress(s, train, { epochs: paretoEpochs, preprocessing: prep, peakLr });
-        const { correct, total } = await evaluate(s, test, prep, batch);
-        s.dispose();
-        testAfter = correct / total;
-        seconds = (performance.now() - t0) / 1000;
-      }
-      const cost = cm.cost(plan);
-      rows.push({
-        budget: keep,
-        method,
-        plan,
-        macs: cost.macs,
-        params: cost.params,
-        macsKept: cost.macs / c0.macs,
-        paramsKept: cost.params / c0.params,
-        testPruned: pruned.accuracy,
-        testAfter,
-        finetuneEpochs: paretoEpochs,
-        finetuneSeconds: seconds,
-      });
-    }
-  }
+  const ft = { epochs: paretoEpochs, preprocessing: prep, peakLr };
+  const rows = await paretoRows(ctx, pareto, test, {
+    epochs: paretoEpochs,
+    run: (m: tf.LayersModel) => finetuneWithProgress(m, train, ft),
+  });
   await writeParetoFiles(out, rows, {
     before: beforeTest.accuracy,
     title: `${loaded.path}: test accuracy against cost`,
@@ -312,63 +251,32 @@ export async function run(args: string[]): Promise<void> {
   clock.lap("pareto");
   clock.total();
 
-  const after = { macs: modelCost(slim).multiplyAdds, params: slim.countParams() };
-  const record: CompressRecord = {
+  const record = compressRecord({
     command,
     model: modelPath,
     backend,
-    budget: {
-      targetMacs: "metric" in budget && budget.metric === "macs" ? budget.keep : null,
-      targetParams: "metric" in budget && budget.metric === "params" ? budget.keep : null,
-      maxDrop: "maxDrop" in budget ? budget.maxDrop : null,
-    },
-    method: chosen.method,
-    plan: chosen.plan,
-    units: cm.units.map((u) => ({
-      ...u,
-      k: chosen.plan[u.name],
-      removed: removedChannels(u, chosen.plan[u.name]),
-    })),
-    skipped: units.skipped,
-    uniform: {
-      ...chosen.uniform,
-      validationAccuracy: chosen.validation.uniform,
-      testAccuracyPruned: uniformTest.accuracy,
-    },
-    validation: {
-      images: val.count,
-      source: val.source,
-      before: chosen.validation.before,
-      plan: chosen.validation.plan,
-    },
-    before: { macs: c0.macs, params: model.countParams() },
-    after,
-    predicted: cm.cost(chosen.plan),
-    macsRemovedFraction: 1 - after.macs / c0.macs,
-    paramsRemovedFraction: 1 - after.params / model.countParams(),
-    testAccuracy: {
+    budget,
+    chosen,
+    units,
+    rankings: curves.rankings,
+    val,
+    source: model,
+    slim,
+    test: {
       images: test.count,
       before: beforeTest.accuracy,
       pruned: check.slimCorrect / test.count,
       after: afterAccuracy,
+      uniformPruned: uniformTest.accuracy,
     },
-    latencyMs: {
+    latency: {
       before: { batch1: b1, batch256: b256 },
       after: { batch1: a1, batch256: a256 },
       runs: latencyRuns,
-      note:
-        `median of ${latencyRuns} timed runs after 2 warm-ups, random inputs, on ${backend}; the models run in turns`,
     },
-    finetuneEpochs: epochs,
     finetune,
-    check: {
-      slimEqualsMasked: check.equal,
-      maxOutputDifference: check.maxDiff,
-      imagesWithAnotherTopClass: check.disagreements,
-      tfjsReloaded: true,
-      kerasH5Reloaded: true,
-      reloadMaxDifference: Math.max(tfjsDiff, h5Diff),
-    },
+    check,
+    reloadMaxDifference: Math.max(tfjsDiff, h5Diff),
     outputs: {
       model: "model/model.json",
       kerasH5: "model.h5",
@@ -376,7 +284,7 @@ export async function run(args: string[]): Promise<void> {
       ...(epochs > 0 ? { recovery: "recovery.svg" } : {}),
     },
     timings: clock.timings,
-  };
+  });
   await writeJson(join(out, "compress.json"), record);
   slim.dispose();
   console.log(compressSummary(record, bestWithin(rows, beforeTest.accuracy, 1), out));

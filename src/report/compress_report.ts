@@ -5,7 +5,12 @@
  */
 import { join } from "node:path";
 import type { LoadedModel } from "../model/load.ts";
-import type { Plan } from "../surgery/allocate.ts";
+import type * as tf from "@tensorflow/tfjs";
+import { type Budget, type Plan, removedChannels } from "../surgery/allocate.ts";
+import type { ChosenPlan, ParetoRow, Units } from "../surgery/plan.ts";
+import { modelCost } from "../surgery/cost.ts";
+import type { SlimCheck } from "../surgery/verify.ts";
+import type { Ranking } from "../types.ts";
 import type { FinetuneEpoch } from "../train/finetune.ts";
 import { paretoChart } from "../viz/charts.ts";
 import { writeChart, writeCsv, writeJson } from "./outputs.ts";
@@ -27,7 +32,16 @@ export interface CompressRecord {
   method: string;
   /** Unit (conv layer, later a coupled group) -> K. */
   plan: Plan;
-  units: { name: string; layers: string[]; channels: number; k: number; removed: number; carrier: boolean }[];
+  /** Every unit with its K, the channels pruned (indices of the original layer) and those removed. */
+  units: {
+    name: string;
+    layers: string[];
+    channels: number;
+    k: number;
+    pruned: number[];
+    removed: number;
+    carrier: boolean;
+  }[];
   skipped: { layer: string; reason: string }[];
   /** Uniform ratios at the sensitivity plan's cost: the comparison. */
   uniform: { ratio: number; plan: Plan; validationAccuracy: number; testAccuracyPruned: number };
@@ -54,21 +68,90 @@ export interface CompressRecord {
   timings: Record<string, number>;
 }
 
-/** One point of the Pareto table: a method's plan at one budget. */
-export interface ParetoRow {
-  /** Multiply-adds asked to keep. */
-  budget: number;
-  method: "sensitivity" | "uniform";
-  plan: Plan;
-  macs: number;
-  params: number;
-  macsKept: number;
-  paramsKept: number;
-  testPruned: number;
-  /** After fine-tuning (null when no fine-tune ran). */
-  testAfter: number | null;
-  finetuneEpochs: number;
-  finetuneSeconds: number;
+/** What one compress run gives, for `compressRecord`. */
+export interface CompressRun
+  extends Pick<CompressRecord, "command" | "model" | "backend" | "finetune" | "timings"> {
+  budget: Budget;
+  chosen: ChosenPlan;
+  units: Units;
+  rankings: Record<string, Ranking>;
+  val: { count: number; source: string };
+  source: tf.LayersModel;
+  slim: tf.LayersModel;
+  test: { images: number; before: number; pruned: number; after: number; uniformPruned: number };
+  latency: { before: LatencyFigures; after: LatencyFigures; runs: number };
+  check: SlimCheck;
+  reloadMaxDifference: number;
+  outputs: Record<string, string>;
+}
+
+/**
+ * compress.json from one run: costs before (the cost model at K = 0, which is `modelCost`) and
+ * after (`modelCost` of the slim model itself), the fractions removed, and the rest as given.
+ */
+export function compressRecord(r: CompressRun): CompressRecord {
+  const cm = r.units.cost;
+  const before = { macs: modelCost(r.source).multiplyAdds, params: r.source.countParams() };
+  const after = { macs: modelCost(r.slim).multiplyAdds, params: r.slim.countParams() };
+  const plan = r.chosen.plan;
+  return {
+    command: r.command,
+    model: r.model,
+    backend: r.backend,
+    budget: {
+      targetMacs: "metric" in r.budget && r.budget.metric === "macs" ? r.budget.keep : null,
+      targetParams: "metric" in r.budget && r.budget.metric === "params" ? r.budget.keep : null,
+      maxDrop: "maxDrop" in r.budget ? r.budget.maxDrop : null,
+    },
+    method: r.chosen.method,
+    plan,
+    units: cm.units.map((u) => ({
+      ...u,
+      k: plan[u.name] ?? 0,
+      pruned: r.rankings[u.name].order.slice(0, plan[u.name] ?? 0),
+      removed: removedChannels(u, plan[u.name] ?? 0),
+    })),
+    skipped: r.units.skipped,
+    uniform: {
+      ...r.chosen.uniform,
+      validationAccuracy: r.chosen.validation.uniform,
+      testAccuracyPruned: r.test.uniformPruned,
+    },
+    validation: {
+      images: r.val.count,
+      source: r.val.source,
+      before: r.chosen.validation.before,
+      plan: r.chosen.validation.plan,
+    },
+    before,
+    after,
+    predicted: cm.cost(plan),
+    macsRemovedFraction: 1 - after.macs / before.macs,
+    paramsRemovedFraction: 1 - after.params / before.params,
+    testAccuracy: {
+      images: r.test.images,
+      before: r.test.before,
+      pruned: r.test.pruned,
+      after: r.test.after,
+    },
+    latencyMs: {
+      ...r.latency,
+      note: `median of ${r.latency.runs} timed runs after 2 warm-ups, random inputs, on ${r.backend}; ` +
+        `the models run in turns`,
+    },
+    finetuneEpochs: r.finetune?.history.length ?? 0,
+    finetune: r.finetune,
+    check: {
+      slimEqualsMasked: r.check.equal,
+      maxOutputDifference: r.check.maxDiff,
+      imagesWithAnotherTopClass: r.check.disagreements,
+      tfjsReloaded: true,
+      kerasH5Reloaded: true,
+      reloadMaxDifference: r.reloadMaxDifference,
+    },
+    outputs: r.outputs,
+    timings: r.timings,
+  };
 }
 
 /**

@@ -252,3 +252,34 @@ export function budgetFraction(flag: string, value: string): number {
   }
   return f;
 }
+
+/** A budget: keep a fraction of multiply-adds or parameters, or lose at most P points. */
+export type Budget = { metric: CostMetric; keep: number } | { maxDrop: number };
+
+/**
+ * The one budget of --target-macs F, --target-params F and --max-drop P (exactly one given).
+ *
+ * @example
+ * ```ts
+ * parseBudget("0.6", undefined, undefined); // { metric: "macs", keep: 0.6 }
+ * ```
+ */
+export function parseBudget(
+  targetMacs: string | undefined,
+  targetParams: string | undefined,
+  maxDrop: string | undefined,
+): Budget {
+  if ([targetMacs, targetParams, maxDrop].filter((v) => v !== undefined).length !== 1) {
+    throw new UserError(`give exactly one budget: --target-macs F, --target-params F or --max-drop P.`);
+  }
+  if (maxDrop !== undefined) {
+    const p = Number(maxDrop);
+    if (!Number.isFinite(p) || p < 0) {
+      throw new UserError(`--max-drop must be a non-negative number of percentage points, got '${maxDrop}'.`);
+    }
+    return { maxDrop: p };
+  }
+  return targetMacs !== undefined
+    ? { metric: "macs", keep: budgetFraction("--target-macs", targetMacs) }
+    : { metric: "params", keep: budgetFraction("--target-params", targetParams!) };
+}

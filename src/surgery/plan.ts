@@ -30,11 +30,12 @@ import {
   zeroChannels,
 } from "./remove.ts";
 import { countMatches, predictClasses } from "./measure.ts";
+import { evaluate } from "../model/evaluate.ts";
 import {
+  type Budget,
   type CostMetric,
   type CostModel,
   costModel,
-  greedyPath,
   type GreedyStep,
   type Plan,
   planWithin,
@@ -183,9 +184,6 @@ export async function maskedAccuracy(
   }
 }
 
-/** A budget: keep a fraction of multiply-adds or parameters, or lose at most P points. */
-export type Budget = { metric: CostMetric; keep: number } | { maxDrop: number };
-
 /** A plan for a budget, sensitivity-guided, and uniform ratios at the same cost. */
 export interface ChosenPlan {
   plan: Plan;
@@ -272,4 +270,81 @@ export async function choosePlan(ctx: PlanContext, budget: Budget, baseline?: nu
     },
     method,
   };
+}
+
+/** One point of the Pareto table: a method's plan at one multiply-add budget. */
+export interface ParetoRow {
+  /** Multiply-adds asked to keep. */
+  budget: number;
+  method: "sensitivity" | "uniform";
+  plan: Plan;
+  macs: number;
+  params: number;
+  macsKept: number;
+  paramsKept: number;
+  /** Test accuracy with the plan's channels removed, before fine-tuning. */
+  testPruned: number;
+  /** After fine-tuning (null when no fine-tune ran). */
+  testAfter: number | null;
+  finetuneEpochs: number;
+  finetuneSeconds: number;
+}
+
+/**
+ * Both methods at every multiply-add budget of `budgets`: the sensitivity-guided plan (the
+ * greedy path) and uniform ratios, each scored on `test` pruned and, when `finetune` is given,
+ * removed for real, fine-tuned by it in place and scored again.
+ *
+ * @example
+ * ```ts
+ * const rows = await paretoRows(ctx, [0.8, 0.5], test, { epochs: 1, run: (m) => finetune(m, train, ft) });
+ * ```
+ */
+export async function paretoRows(
+  ctx: PlanContext,
+  budgets: number[],
+  test: Dataset,
+  finetune?: { epochs: number; run: (slim: tf.LayersModel) => Promise<unknown> },
+): Promise<ParetoRow[]> {
+  const { model, units, curves, path, prep, batch } = ctx;
+  const cm = units.cost;
+  const c0 = cm.cost({});
+  const rows: ParetoRow[] = [];
+  for (const keep of budgets) {
+    const sens = planWithin(cm, path, "macs", keep * c0.macs);
+    const uni = uniformPlan(cm, "macs", keep * c0.macs)?.plan ?? null;
+    for (const [method, plan] of [["sensitivity", sens], ["uniform", uni]] as const) {
+      if (!plan) continue;
+      const removals = removalsOf(cm.units, plan, curves.rankings);
+      const pruned = await maskedAccuracy(model, removals, test, prep, batch, `pareto ${keep} ${method}`);
+      let testAfter: number | null = null, seconds = 0;
+      if (finetune && finetune.epochs > 0) {
+        const t0 = performance.now();
+        const slim = (await removeChannels(model, removals)).model;
+        try {
+          await finetune.run(slim);
+          const { correct, total } = await evaluate(slim, test, prep, batch);
+          testAfter = correct / total;
+        } finally {
+          slim.dispose();
+        }
+        seconds = (performance.now() - t0) / 1000;
+      }
+      const cost = cm.cost(plan);
+      rows.push({
+        budget: keep,
+        method,
+        plan,
+        macs: cost.macs,
+        params: cost.params,
+        macsKept: cost.macs / c0.macs,
+        paramsKept: cost.params / c0.params,
+        testPruned: pruned.accuracy,
+        testAfter,
+        finetuneEpochs: finetune?.epochs ?? 0,
+        finetuneSeconds: seconds,
+      });
+    }
+  }
+  return rows;
 }
