@@ -30,8 +30,10 @@ import { compareLatency } from "../surgery/measure.ts";
 import { checkSlim, saveKerasVerified, saveVerified } from "../surgery/verify.ts";
 import { FINETUNE_PEAK_LR } from "../train/finetune.ts";
 import { trainValSets } from "../train/trainer.ts";
-import { recoveryChart } from "../viz/charts.ts";
-import { writeChart, writeJson } from "../report/outputs.ts";
+import { writeJson } from "../report/outputs.ts";
+import { writeReport } from "../report/html.ts";
+import { runRecord } from "../report/run_record.ts";
+import { compressReport } from "../report/compress_page.ts";
 import {
   bestWithin,
   compressedMetadata,
@@ -39,6 +41,7 @@ import {
   compressRecord,
   compressSummary,
   writeParetoFiles,
+  writeRecovery,
 } from "../report/compress_report.ts";
 import type * as tf from "@tensorflow/tfjs";
 
@@ -81,8 +84,8 @@ Options:
   --scale X, --mean R,G,B, --std R,G,B   preprocessing when the model's metadata has none
   -h, --help               this text
 
-Writes to --out: model/ (TF.js), model.h5 (Keras 2), compress.json, pareto.csv/json/svg/png, and with
-fine-tuning finetune-log in compress.json and recovery.svg/png.`;
+Writes to --out: model/ (TF.js), model.h5 (Keras 2), compress.json, pareto.csv/json/svg/png,
+report.html, and with fine-tuning recovery.svg/png (the per-epoch log is in compress.json).`;
 
 /** Run the compress command. */
 export async function run(args: string[]): Promise<void> {
@@ -137,6 +140,7 @@ export async function run(args: string[]): Promise<void> {
   const out = values.out!;
   await using _claim = await openOutDir(out, "--out", "compress");
 
+  const started = new Date().toISOString();
   const clock = new Stopwatch();
   const session = await openSession(values, flags);
   const { backend, modelPath, loaded, prep } = session;
@@ -203,6 +207,7 @@ export async function run(args: string[]): Promise<void> {
 
   // Fine-tune (test accuracy per epoch is the recovery chart, never a choice).
   let finetune: CompressRecord["finetune"] = null;
+  let recoverySpec: object | undefined;
   let afterAccuracy = check.slimCorrect / test.count;
   if (epochs > 0) {
     const t0 = performance.now();
@@ -214,17 +219,10 @@ export async function run(args: string[]): Promise<void> {
     });
     finetune = { trainImages: train.count, peakLr, seconds: (performance.now() - t0) / 1000, history };
     afterAccuracy = history.at(-1)!.evalAccuracy!;
-    await writeChart(
-      join(out, "recovery"),
-      recoveryChart([
-        { epoch: 0, accuracy: masked.accuracy },
-        ...history.map((h) => ({ epoch: h.epoch, accuracy: h.evalAccuracy! })),
-      ], {
-        title: `fine-tuning the compressed model (${train.count} training images)`,
-        before: beforeTest.accuracy,
-        masked: masked.accuracy,
-      }),
-    );
+    recoverySpec = await writeRecovery(out, history, {
+      before: beforeTest.accuracy,
+      masked: masked.accuracy,
+    });
     clock.lap("finetune");
   }
   const command = `deno task compress ${args.join(" ")}`.trim();
@@ -244,7 +242,7 @@ export async function run(args: string[]): Promise<void> {
     epochs: paretoEpochs,
     run: (m: tf.LayersModel) => finetuneWithProgress(m, train, ft),
   });
-  await writeParetoFiles(out, rows, {
+  const paretoSpec = await writeParetoFiles(out, rows, {
     before: beforeTest.accuracy,
     title: `${loaded.path}: test accuracy against cost`,
   });
@@ -287,5 +285,15 @@ export async function run(args: string[]): Promise<void> {
   });
   await writeJson(join(out, "compress.json"), record);
   slim.dispose();
-  console.log(compressSummary(record, bestWithin(rows, beforeTest.accuracy, 1), out));
+  const summary = compressSummary(record, bestWithin(rows, beforeTest.accuracy, 1), out);
+  console.log(summary);
+  const run = await runRecord(["compress", ...args], {
+    started,
+    model: { path: modelPath, format: loaded.format },
+    data: { path: await session.dataDir(), images: test.count },
+    backend,
+    timings: clock.timings,
+  });
+  const page = { record, rows, summary: summary.split("\n"), paretoSpec, recoverySpec, run };
+  await writeReport(join(out, "report.html"), compressReport(page));
 }

@@ -12,7 +12,7 @@ import { modelCost } from "../surgery/cost.ts";
 import type { SlimCheck } from "../surgery/verify.ts";
 import type { Ranking } from "../types.ts";
 import type { FinetuneEpoch } from "../train/finetune.ts";
-import { paretoChart } from "../viz/charts.ts";
+import { paretoChart, recoveryChart } from "../viz/charts.ts";
 import { writeChart, writeCsv, writeJson } from "./outputs.ts";
 
 /** Latency (median ms) at batch 1 and batch 256. */
@@ -257,7 +257,7 @@ export function compressSummary(r: CompressRecord, best: ParetoRow | null, out: 
         `test ${pct(best.testAfter ?? best.testPruned)}`,
     );
   }
-  lines.push(`wrote ${out}/compress.json, model/, model.h5, pareto.{csv,json,svg,png}`);
+  lines.push(`wrote ${out}/compress.json, model/, model.h5, pareto.{csv,json,svg,png}, report.html`);
   return lines.join("\n");
 }
 
@@ -283,4 +283,21 @@ export function compressedMetadata(
       },
     },
   };
+}
+
+/**
+ * Write recovery.svg / .png: test accuracy per fine-tuning epoch from the pruned figure (epoch
+ * 0), against the unpruned and pruned accuracies; returns the chart's spec.
+ */
+export async function writeRecovery(
+  out: string,
+  history: FinetuneEpoch[],
+  acc: { before: number; masked: number },
+): Promise<object> {
+  const spec = recoveryChart([
+    { epoch: 0, accuracy: acc.masked },
+    ...history.map((h) => ({ epoch: h.epoch, accuracy: h.evalAccuracy ?? NaN })),
+  ], { title: `fine-tuning the compressed model`, before: acc.before, masked: acc.masked });
+  await writeChart(join(out, "recovery"), spec);
+  return spec;
 }

@@ -92,6 +92,9 @@ Deno.test("compress --target-macs: the budget met, every figure reproduced from 
     assert.equal(csv.length, 5);
     assert.ok(ihdr(await Deno.readFile(join(out, "pareto.png"))).width > 200);
     assert.match(await Deno.readTextFile(join(out, "pareto.svg")), /multiply-adds kept/);
+    const html = await Deno.readTextFile(join(out, "report.html"));
+    assert.match(html, /Test accuracy against multiply-adds/);
+    assert.match(html, /Pareto points/);
     // The Pareto row at the main budget's neighbour: its pruned accuracy is in [0, 1], no fine-tune ran.
     assert.ok(pareto.rows.every((x) => x.testPruned >= 0 && x.testPruned <= 1 && x.testAfter === null));
     source.model.dispose();
