@@ -41,6 +41,10 @@ const COMMANDS: Record<string, Command> = {
     summary: "physically remove pruned channels and export the smaller model",
     load: () => import("./src/commands/prune.ts"),
   },
+  compress: {
+    summary: "compress to a budget: K per layer from measured sensitivity, removed, fine-tuned, charted",
+    load: () => import("./src/commands/compress.ts"),
+  },
 };
 
 function usage(): string {

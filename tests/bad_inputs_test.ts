@@ -292,6 +292,7 @@ const CASES: Case[] = [
   ...outputCases("sweep", "--out", (d) => [...ABSENT(d), "--backend", "wasm"]),
   ...outputCases("sensitivity", "--out", (d) => [...ABSENT(d), "--backend", "wasm"]),
   ...outputCases("prune", "--out", (d) => [...ABSENT(d), "--backend", "wasm", "--k", "1"]),
+  ...outputCases("compress", "--out", (d) => [...ABSENT(d), "--backend", "wasm", "--target-macs", "0.5"]),
   ...outputCases("train", "--out", (d) => ["--data", join(d, "absent-data"), "--backend", "wasm"]),
   ...outputCases("convert", "--out", (d) => ["--model", join(d, "absent", "model.json")]),
   ...outputCases("fetch-data", "--dest", (d) => ["--url", `http://127.0.0.1:9/${d}`]),
@@ -361,6 +362,43 @@ const CASES: Case[] = [
     name: "prune: --limit -1",
     setup: (d) => ["prune", ...tinyArgs(d), "--k", "1", "--limit=-1"],
     expect: /--limit must/,
+  },
+  { name: "compress: no budget", setup: (d) => ["compress", ...tinyArgs(d)], expect: /exactly one budget/ },
+  {
+    name: "compress: two budgets",
+    setup: (d) => ["compress", ...tinyArgs(d), "--target-macs", "0.5", "--max-drop", "1"],
+    expect: /exactly one budget/,
+  },
+  {
+    name: "compress: --target-macs 1.5",
+    setup: (d) => ["compress", ...tinyArgs(d), "--target-macs", "1.5"],
+    expect: /--target-macs must be the fraction to keep, a number in \(0, 1\], got '1.5'/,
+  },
+  {
+    name: "compress: --max-drop -1",
+    setup: (d) => ["compress", ...tinyArgs(d), "--max-drop=-1"],
+    expect: /--max-drop must be a non-negative number/,
+  },
+  {
+    name: "compress: --pareto 0.5,x",
+    setup: (d) => ["compress", ...tinyArgs(d), "--target-params", "0.5", "--pareto", "0.5,x"],
+    expect: /--pareto must be the fraction to keep/,
+  },
+  {
+    name: "compress: --val-size as large as the training files",
+    setup: (
+      d,
+    ) => [
+      "compress",
+      ...tinyArgs(d),
+      "--model",
+      join(TINY, "model.json"),
+      "--target-macs",
+      "0.5",
+      "--val-size",
+      "1000",
+    ],
+    expect: /--val-size 1000 leaves no training images out of 1000/,
   },
   { name: "train: --epochs 0", setup: (d) => ["train", ...tinyArgs(d), "--epochs", "0"], expect: /--epochs/ },
   {

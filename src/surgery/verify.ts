@@ -7,6 +7,9 @@ import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import type { Dataset, Preprocessing } from "../types.ts";
 import { fileLoader, fileSaver } from "../model/tfjs_io.ts";
+import { writeKerasH5 } from "../model/keras/h5_writer.ts";
+import { loadModel } from "../model/load.ts";
+import { writeFileAtomic } from "../core/atomic.ts";
 import { Progress } from "../ui/progress.ts";
 import { type ChannelRemoval, zeroChannels } from "./remove.ts";
 import { countMatches, maxOutputDifference, predictClasses } from "./measure.ts";
@@ -65,9 +68,46 @@ export async function checkSlim(
   };
 }
 
+/** The largest |a - b| output of two models on 4 seeded random images. */
+async function probeDifference(a: tf.LayersModel, b: tf.LayersModel): Promise<number> {
+  const largest = tf.tidy(() => {
+    const probe = tf.randomUniform([4, ...a.inputs[0].shape.slice(1) as number[]], -1, 1, "float32", 7);
+    return tf.max(tf.abs(tf.sub(a.predict(probe) as tf.Tensor, b.predict(probe) as tf.Tensor)));
+  });
+  try {
+    return (await largest.data())[0];
+  } finally {
+    largest.dispose();
+  }
+}
+
+/**
+ * Save `model` as a Keras 2 `.h5` (our writer) at `path`, reload it through `loadModel` and
+ * check that it computes what the one in memory does; returns the largest output difference.
+ *
+ * @example
+ * ```ts
+ * await saveKerasVerified(slim, "out/compress/model.h5");
+ * ```
+ */
+export async function saveKerasVerified(model: tf.LayersModel, path: string): Promise<number> {
+  await writeFileAtomic(path, await writeKerasH5(model));
+  const reloaded = await loadModel(path);
+  try {
+    const diff = await probeDifference(model, reloaded.model);
+    if (!(diff <= 1e-6)) {
+      throw new Error(`the saved .h5 differs from the model in memory (max |diff| ${diff})`);
+    }
+    return diff;
+  } finally {
+    reloaded.model.dispose();
+  }
+}
+
 /**
  * Save `model` as TF.js into `dir` with `metadata`, reload it and check that it computes what
- * the one in memory does (an Error, not a UserError, when not: that is a bug of ours).
+ * the one in memory does (an Error, not a UserError, when not: that is a bug of ours); returns
+ * the largest output difference.
  *
  * @example
  * ```ts
@@ -78,17 +118,13 @@ export async function saveVerified(
   model: tf.LayersModel,
   dir: string,
   metadata: Record<string, unknown>,
-): Promise<void> {
+): Promise<number> {
   await model.save(fileSaver(dir, metadata));
   const reloaded = await tf.loadLayersModel(fileLoader(join(dir, "model.json")));
-  const reloadMax = tf.tidy(() => {
-    const probe = tf.randomUniform([4, 32, 32, 3], -1, 1, "float32", 7);
-    return tf.max(tf.abs(tf.sub(model.predict(probe) as tf.Tensor, reloaded.predict(probe) as tf.Tensor)));
-  });
-  const reloadDiff = (await reloadMax.data())[0];
-  reloadMax.dispose();
+  const reloadDiff = await probeDifference(model, reloaded);
   reloaded.dispose();
   if (!(reloadDiff <= 1e-6)) {
     throw new Error(`the saved slim model differs from the one in memory (max |diff| ${reloadDiff})`);
   }
+  return reloadDiff;
 }

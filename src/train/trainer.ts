@@ -212,6 +212,36 @@ export function splitTrainVal(
   };
 }
 
+/**
+ * `splitTrainVal`'s validation split and, as a Dataset, the first `trainLimit` images of its
+ * training part (for a fine-tune that must not see the validation images).
+ *
+ * @example
+ * ```ts
+ * const { train, val } = trainValSets(full, 5000, 1, 10000); // val: the split `train` held out
+ * ```
+ */
+export function trainValSets(
+  ds: Dataset,
+  valSize: number,
+  seed: number,
+  trainLimit = Infinity,
+): { train: Dataset; val: Dataset } {
+  const split = splitTrainVal(ds, valSize, seed);
+  const idx = split.train.subarray(0, Math.min(trainLimit, split.train.length));
+  const labels = new Uint8Array(idx.length);
+  idx.forEach((j, i) => (labels[i] = ds.labels[j]));
+  return {
+    train: {
+      images: gatherBatch(ds.images, idx, false, () => 0),
+      labels,
+      count: idx.length,
+      source: `${ds.source} (training part)`,
+    },
+    val: split.val,
+  };
+}
+
 /** Callbacks for progress and logging. */
 export interface TrainHooks {
   onStep?(epoch: number, step: number, steps: number, loss: number, accuracy: number): void;

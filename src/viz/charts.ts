@@ -359,3 +359,60 @@ export function recoveryChart(
     ],
   } as unknown as ChartSpec;
 }
+
+/** One point of the Pareto chart: a method's plan at one budget, at one stage. */
+export interface ParetoPoint {
+  method: string;
+  stage: string;
+  /** Multiply-adds kept (fraction of the original). */
+  macsKept: number;
+  accuracy: number;
+}
+
+/**
+ * Accuracy against cost: test accuracy over the fraction of multiply-adds kept, one line per
+ * method and stage (colour: method; dash: stage), with the unpruned accuracy as a rule.
+ *
+ * @example
+ * ```ts
+ * paretoChart([{ method: "sensitivity", stage: "pruned", macsKept: 0.6, accuracy: 0.78 }], { title: "VGG", before: 0.81 });
+ * ```
+ */
+export function paretoChart(points: ParetoPoint[], opts: { title: string; before: number }): ChartSpec {
+  return {
+    $schema: SCHEMA,
+    title: { text: opts.title, anchor: "start" },
+    width: WIDTH,
+    height: HEIGHT,
+    background: "white",
+    layer: [
+      {
+        data: { values: points.map((p) => ({ ...p, series: `${p.method}, ${p.stage}` })) },
+        mark: { type: "line", point: { filled: true, size: 45 }, strokeWidth: 1.75 },
+        encoding: {
+          x: {
+            field: "macsKept",
+            type: "quantitative",
+            title: "multiply-adds kept",
+            scale: { zero: false, padding: 12 },
+            axis: { format: ".0%" },
+          },
+          y: {
+            field: "accuracy",
+            type: "quantitative",
+            title: "test accuracy",
+            scale: { zero: false, padding: 12 },
+            axis: { format: ".1%" },
+          },
+          color: { field: "method", type: "nominal", title: "method" },
+          strokeDash: { field: "stage", type: "nominal", title: "stage" },
+          detail: { field: "series", type: "nominal" },
+        },
+      },
+      ...labelledRule(opts.before, `unpruned ${percentLabel(opts.before)}`, undefined, {
+        colour: RULE_COLOUR,
+        dash: [6, 4],
+      }),
+    ],
+  } as unknown as ChartSpec;
+}
