@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
 import { type Dataset, imageSize } from "../types.ts";
+import { readDataFile } from "./image_set.ts";
 
 export const RECORD_BYTES = 3073;
 export const IMAGE_BYTES = 3072;
@@ -65,17 +66,10 @@ export function decodeRecords(bytes: Uint8Array, source: string, limit = Infinit
 
 async function readBatchFile(dir: string, name: string, limit: number): Promise<Dataset> {
   const path = join(dir, name);
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new UserError(
-        `CIFAR-10 file missing: ${path}. Pass --data DIR, set CIFAR10_DIR, or run 'deno task fetch-data'.`,
-      );
-    }
-    throw new UserError(`cannot read ${path}: ${(e as Error).message}`);
-  }
+  const bytes = await readDataFile(
+    path,
+    `CIFAR-10 file missing: ${path}. Pass --data DIR, set CIFAR10_DIR, or run 'deno task fetch-data'.`,
+  );
   return decodeRecords(bytes, path, limit);
 }
 

@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
-import type { ImageSet } from "./image_set.ts";
+import { type ImageSet, readDataFile } from "./image_set.ts";
 
 export const CIFAR100_RECORD_BYTES = 3074;
 export const CIFAR100_TEST_FILE = "test.bin";
@@ -96,16 +96,9 @@ export async function loadCifar100Set(
   limit = Infinity,
 ): Promise<ImageSet> {
   const path = join(dir, split === "test" ? CIFAR100_TEST_FILE : CIFAR100_TRAIN_FILE);
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new UserError(
-        `CIFAR-100 file missing: ${path}. Pass --data DIR or run 'deno task fetch-data --dataset cifar100'.`,
-      );
-    }
-    throw new UserError(`cannot read ${path}: ${(e as Error).message}`);
-  }
+  const bytes = await readDataFile(
+    path,
+    `CIFAR-100 file missing: ${path}. Pass --data DIR or run 'deno task fetch-data --dataset cifar100'.`,
+  );
   return decodeCifar100(bytes, path, labels, await classNamesOf(dir, labels), limit);
 }

@@ -365,6 +365,23 @@ function writeDenied(path: string): UserError {
 }
 
 /**
+ * A fresh temporary folder beside `dest` (`.<name>.<random>.tmp`) to download and extract into
+ * before the one rename into place; leftovers of interrupted runs older than a day are removed.
+ */
+async function stagingFolder(dest: string): Promise<{ parent: string; tmp: string }> {
+  const parent = dirname(dest), base = basename(dest);
+  const tmp = join(parent, `.${base}.${crypto.randomUUID().slice(0, 8)}.tmp`);
+  try {
+    await Deno.mkdir(tmp, { recursive: true });
+  } catch (e) {
+    if (isPermissionError(e)) throw writeDenied(parent);
+    throw new UserError(`cannot create ${tmp}: ${oneLine((e as Error).message)}.`);
+  }
+  await removeStaleTemps(parent, base);
+  return { parent, tmp };
+}
+
+/**
  * Download the CIFAR-10 binary tarball, verify it and extract it atomically into `dest`
  * (default: the cache). Returns the data folder. Does nothing when `dest` already holds the data.
  * Throws a one-line `UserError` on network, checksum or disk failures, leaving no partial folder.
@@ -388,16 +405,7 @@ export async function fetchCifar10(opts: FetchOptions = {}): Promise<string> {
       );
     }
   }
-  const parent = dirname(dest);
-  const base = basename(dest);
-  const tmp = join(parent, `.${base}.${crypto.randomUUID().slice(0, 8)}.tmp`);
-  try {
-    await Deno.mkdir(tmp, { recursive: true });
-  } catch (e) {
-    if (isPermissionError(e)) throw writeDenied(parent);
-    throw new UserError(`cannot create ${tmp}: ${oneLine((e as Error).message)}.`);
-  }
-  await removeStaleTemps(parent, base);
+  const { parent, tmp } = await stagingFolder(dest);
   try {
     const archive = join(tmp, "cifar-10-binary.tar.gz");
     await download(cfg, archive);
@@ -605,15 +613,7 @@ export async function fetchDataset(
       `${dest} exists but is not a complete ${ds.name} folder (${problem}); remove it or choose another --dest.`,
     );
   }
-  const parent = dirname(dest), base = basename(dest);
-  const tmp = join(parent, `.${base}.${crypto.randomUUID().slice(0, 8)}.tmp`);
-  try {
-    await Deno.mkdir(tmp, { recursive: true });
-  } catch (e) {
-    if (isPermissionError(e)) throw writeDenied(parent);
-    throw new UserError(`cannot create ${tmp}: ${oneLine((e as Error).message)}.`);
-  }
-  await removeStaleTemps(parent, base);
+  const { parent, tmp } = await stagingFolder(dest);
   try {
     const staged = join(tmp, ds.folder);
     await Deno.mkdir(staged);

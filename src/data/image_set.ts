@@ -80,3 +80,21 @@ export function limitSet(set: ImageSet, limit: number): ImageSet {
     count,
   };
 }
+
+/**
+ * The bytes of a data file, or a one-line UserError: `missing` (what to do) when it does not
+ * exist, the system's reason otherwise.
+ *
+ * @example
+ * ```ts
+ * const bytes = await readDataFile("data/test.bin", "CIFAR-100 file missing: data/test.bin. Pass --data DIR.");
+ * ```
+ */
+export async function readDataFile(path: string, missing: string): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new UserError(missing);
+    throw new UserError(`cannot read ${path}: ${(e as Error).message}`);
+  }
+}

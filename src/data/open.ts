@@ -16,7 +16,7 @@ import { CLASS_NAMES, loadTestSet, loadTrainSet, TEST_FILE } from "./cifar10.ts"
 import { CIFAR100_TEST_FILE, CIFAR100_TRAIN_FILE, type Cifar100Labels, loadCifar100Set } from "./cifar100.ts";
 import { findIdxFile, loadIdxSet } from "./idx.ts";
 import { type ImageFolderOptions, loadImageFolder } from "./image_folder.ts";
-import { type ImageSet, type ImageShape, limitSet } from "./image_set.ts";
+import { type ImageSet, type ImageShape, limitSet, readDataFile } from "./image_set.ts";
 import { loadNpzSet, type NpzKeys } from "./numpy.ts";
 
 export const DATA_FORMATS = ["cifar10", "cifar100", "idx", "npz", "images"] as const;
@@ -107,12 +107,7 @@ export async function openImageSet(path: string, opts: DataOptions = {}): Promis
     case "idx":
       return await loadIdxSet(path, split === "test" ? "t10k" : "train", limit);
     case "npz": {
-      let bytes: Uint8Array;
-      try {
-        bytes = await Deno.readFile(path);
-      } catch (e) {
-        throw new UserError(`cannot read ${path}: ${(e as Error).message}`);
-      }
+      const bytes = await readDataFile(path, `no data at ${path}: it does not exist.`);
       return limitSet(loadNpzSet(bytes, path, opts.keys ?? {}, opts.classes), limit);
     }
     case "images":

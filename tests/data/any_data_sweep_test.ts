@@ -11,7 +11,7 @@ import { encode as encodePng } from "fast-png";
 import { main } from "../../main.ts";
 import { fixture, SHARED, withTempDir } from "../_helpers.ts";
 import { encodeNpy } from "../../src/data/numpy.ts";
-import { loadTestSet } from "../../src/data/cifar10.ts";
+import { CLASS_NAMES, loadTestSet } from "../../src/data/cifar10.ts";
 
 async function sweepCounts(out: string, args: string[]): Promise<number[]> {
   const code = await main(["sweep", ...args, "--backend", "wasm", "--out", out]);
@@ -62,20 +62,8 @@ Deno.test({
     await withTempDir(async (dir) => {
       const bin = join(SHARED, "cifar10");
       const test = await loadTestSet(bin);
-      const names = [
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-      ];
       // Class folders named so that Keras' alphanumeric order is CIFAR-10's label order.
-      const folders = names.map((n, i) => join(dir, "png", `${i}_${n}`));
+      const folders = CLASS_NAMES.map((n, i) => join(dir, "png", `${i}_${n}`));
       for (const f of folders) await Deno.mkdir(f, { recursive: true });
       for (let i = 0; i < test.count; i++) {
         const data = test.images.subarray(i * 3072, (i + 1) * 3072) as Uint8Array;
