@@ -26,7 +26,7 @@ import {
 } from "../surgery/plan.ts";
 import { budgetFraction, greedyPath, parseBudget } from "../surgery/allocate.ts";
 import { removeChannels } from "../surgery/remove.ts";
-import { compareLatency } from "../surgery/measure.ts";
+import { latencyBeforeAfter } from "../surgery/measure.ts";
 import { checkSlim, saveKerasVerified, saveVerified } from "../surgery/verify.ts";
 import { FINETUNE_PEAK_LR } from "../train/finetune.ts";
 import { trainValSets } from "../train/trainer.ts";
@@ -197,12 +197,9 @@ export async function run(args: string[]): Promise<void> {
         `max |diff| ${check.maxDiff.toExponential(2)}); please report this.`,
     );
   }
-  const latency = async (batchSize: number) =>
-    latencyRuns > 0
-      ? (await compareLatency([model, slim], batchSize, latencyRuns)).map((l) => l.medianMs)
-      : [null, null];
-  const [b1, a1] = await latency(1);
-  const [b256, a256] = await latency(256);
+  const latency = await latencyBeforeAfter(model, slim, latencyRuns);
+  const [b1, a1] = latency?.map((l) => l.batch1.medianMs) ?? [null, null];
+  const [b256, a256] = latency?.map((l) => l.batch256.medianMs) ?? [null, null];
   clock.lap("surgery_and_check");
 
   // Fine-tune (test accuracy per epoch is the recovery chart, never a choice).
