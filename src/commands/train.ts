@@ -20,6 +20,7 @@ import {
   DEFAULT_RECIPE,
   type EpochLog,
   evaluateLoss,
+  readCheckpoint,
   train,
   TRAIN_ARCHS,
   type TrainArch,
@@ -121,11 +122,15 @@ export async function run(args: string[]): Promise<void> {
     throw new UserError(`--val-size ${recipe.valSize} leaves no training images out of ${data.count}.`);
   }
   const test = await loadTestSet(dataDir);
+  // On --resume the checkpoint's recipe is the one that runs (the flags' values are ignored).
+  const saved = values.resume ? await readCheckpoint(out) : null;
+  const shown = saved?.recipe ?? recipe;
   console.error(
-    `train: ${describeNetwork(recipe)}, ${recipe.epochs} epochs, batch ${recipe.batch}, ${
-      data.count - recipe.valSize
-    } training + ${recipe.valSize} validation images, backend ${backend}, ` +
-      `${(modelCost(buildNetwork(recipe)).multiplyAdds / 1e6).toFixed(1)}M multiply-adds per image`,
+    `train: ${describeNetwork(shown)}, ${shown.epochs} epochs, batch ${shown.batch}, ${
+      data.count - shown.valSize
+    } training + ${shown.valSize} validation images, backend ${backend}, ` +
+      `${(modelCost(buildNetwork(shown)).multiplyAdds / 1e6).toFixed(1)}M multiply-adds per image` +
+      (saved ? `; resuming after epoch ${saved.epochsDone} (the checkpoint's recipe)` : ""),
   );
   const started = performance.now();
   let bar: Progress | undefined;

@@ -112,7 +112,7 @@ export interface EpochLog {
 }
 
 /** What a checkpoint holds besides the model and optimizer buffers. */
-interface CheckpointState {
+export interface CheckpointState {
   recipe: TrainRecipe;
   preprocessing: Preprocessing;
   epochsDone: number;
@@ -249,6 +249,15 @@ export interface TrainHooks {
 }
 
 /**
+ * The checkpoint state in `outDir`/checkpoint (recipe, preprocessing, epochs done, history), or
+ * null when there is none: what `--resume` continues, and what its first line describes.
+ */
+export async function readCheckpoint(outDir: string): Promise<CheckpointState | null> {
+  const path = join(outDir, "checkpoint", "state.json");
+  return await exists(path) ? JSON.parse(await Deno.readTextFile(path)) : null;
+}
+
+/**
  * Train (or resume training of) the recipe's network (`buildNetwork`); returns the model and the epoch history.
  * A checkpoint is written to `<outDir>/checkpoint` after every epoch.
  */
@@ -268,8 +277,9 @@ export async function train(opts: {
   let model: tf.LayersModel;
   let state: CheckpointState;
   let optState: Float32Array | undefined;
-  if (opts.resume && await exists(join(ckptDir, "state.json"))) {
-    state = JSON.parse(await Deno.readTextFile(join(ckptDir, "state.json")));
+  const saved = opts.resume ? await readCheckpoint(opts.outDir) : null;
+  if (saved) {
+    state = saved;
     recipe = state.recipe;
     if (opts.extend) {
       if (state.epochsDone < totalEpochs(recipe)) {
