@@ -22,7 +22,7 @@ import { criterionByName, criterionNames } from "../rank/registry.ts";
 import { removeChannels } from "../surgery/remove.ts";
 import { latencyBeforeAfter } from "../surgery/measure.ts";
 import { parsePlan, type RankOptions, selectPlan, selectSingle } from "../surgery/select.ts";
-import { checkSlim, OUTPUT_TOLERANCE, saveVerified } from "../surgery/verify.ts";
+import { checkSlim, saveVerified, slimMismatch } from "../surgery/verify.ts";
 import { FINETUNE_PEAK_LR } from "../train/finetune.ts";
 import { writeJson } from "../report/outputs.ts";
 import {
@@ -288,13 +288,5 @@ export async function run(args: string[]): Promise<void> {
     join(out, "report.html"),
     pruneReport({ report, summary: summary.split("\n"), sweeps: sel.sweeps, recoverySpec, run }),
   );
-  if (!check.equal) {
-    throw new UserError(
-      `the slim model does not match the masked one: ${check.slimCorrect} vs ${sel.masked.correct} correct, ` +
-        `${check.disagreements} images with another top class, max output difference ${
-          check.maxDiff.toExponential(2)
-        } ` +
-        `(tolerance ${OUTPUT_TOLERANCE}); outputs are in ${out}/, please report this.`,
-    );
-  }
+  if (!check.equal) throw slimMismatch(check, sel.masked.correct, out);
 }

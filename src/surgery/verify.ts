@@ -10,6 +10,7 @@ import { fileLoader, fileSaver } from "../model/tfjs_io.ts";
 import { writeKerasH5 } from "../model/keras/h5_writer.ts";
 import { loadModel } from "../model/load.ts";
 import { writeFileAtomic } from "../core/atomic.ts";
+import { UserError } from "../core/errors.ts";
 import { Progress } from "../ui/progress.ts";
 import { type ChannelRemoval, zeroChannels } from "./remove.ts";
 import { countMatches, maxOutputDifference, predictClasses } from "./measure.ts";
@@ -66,6 +67,19 @@ export async function checkSlim(
     maxDiff,
     equal: slimCorrect === masked.correct && maxDiff <= OUTPUT_TOLERANCE,
   };
+}
+
+/**
+ * The one-line error for a slim model that does not match the masked one (`check.equal` false);
+ * `outputs` names the folder already written, when there is one.
+ */
+export function slimMismatch(check: SlimCheck, maskedCorrect: number, outputs?: string): UserError {
+  return new UserError(
+    `the slim model does not match the masked one: ${check.slimCorrect} vs ${maskedCorrect} correct, ` +
+      `${check.disagreements} images with another top class, max output difference ` +
+      `${check.maxDiff.toExponential(2)} (tolerance ${OUTPUT_TOLERANCE})` +
+      `${outputs ? `; outputs are in ${outputs}/` : ""}; please report this.`,
+  );
 }
 
 /** The largest |a - b| output of two models on 4 seeded random images. */
