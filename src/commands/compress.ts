@@ -11,11 +11,12 @@
  */
 import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
-import { parseFlags, parsePreprocessing, positiveInt, positiveNumber } from "../cli/args.ts";
+import { parseFlags, parsePreprocessing } from "../cli/args.ts";
+import { compressOptions } from "../cli/compress_options.ts";
 import { openSession, Stopwatch } from "../cli/session.ts";
 import { openOutDir } from "../cli/out_dir.ts";
 import { finetuneWithProgress } from "../cli/finetune_progress.ts";
-import { criterionByName, criterionNames } from "../rank/registry.ts";
+import { criterionNames } from "../rank/registry.ts";
 import {
   choosePlan,
   maskedAccuracy,
@@ -24,11 +25,12 @@ import {
   prunableUnits,
   removalsOf,
 } from "../surgery/plan.ts";
-import { budgetFraction, greedyPath, parseBudget } from "../surgery/allocate.ts";
+import { greedyPath } from "../surgery/allocate.ts";
 import { removeChannels } from "../surgery/remove.ts";
 import { latencyBeforeAfter } from "../surgery/measure.ts";
-import { checkSlim, saveKerasVerified, saveVerified } from "../surgery/verify.ts";
+import { checkSlim, saveKerasVerified, saveVerified, slimMismatch } from "../surgery/verify.ts";
 import { FINETUNE_PEAK_LR } from "../train/finetune.ts";
+import { recalibrateBatchNorm } from "../train/recalibrate.ts";
 import { trainValSets } from "../train/trainer.ts";
 import { writeJson } from "../report/outputs.ts";
 import { writeReport } from "../report/page/html.ts";
@@ -51,8 +53,8 @@ Compress a model to a budget: measure each conv layer's sensitivity alone (accur
 2C/S, ... channels pruned, ranked by the criterion) on a validation split of the TRAINING files, walk
 greedily from K = 0 (each step: the layer whose next K loses the least validation accuracy per
 multiply-add saved), take the plan that meets the budget, compare it with uniform ratios at the same
-cost, remove the channels for real (one surgery; slim == masked checked), fine-tune, and write the
-model. Test images are only scored, never used to choose.
+cost, remove the channels for real (one surgery; slim == masked checked), re-estimate the BatchNorm
+statistics, fine-tune, and write the model. Test images are only scored, never used to choose.
 
 Budget (exactly one):
   --target-macs F          keep at most the fraction F of the multiply-adds (0 < F <= 1)
@@ -70,6 +72,8 @@ Options:
   --val-size N             validation images, held out of the training files (default 5000)
   --val-seed N             seed of the train/validation split (default 1: the split 'train' uses,
                            so the validation images are ones the shipped model never trained on)
+  --recalibrate N          re-estimate every BatchNorm's moving mean/variance on N fine-tuning
+                           images after the surgery, before fine-tuning (default 2000; 0 skips)
   --finetune-epochs N      fine-tune the compressed model N epochs (default 1; 0 skips)
   --finetune-lr X          peak learning rate                       (default ${FINETUNE_PEAK_LR})
   --train-limit N          fine-tune on the first N non-validation training images (default all)
@@ -101,6 +105,7 @@ export async function run(args: string[]): Promise<void> {
     steps: { type: "string" },
     "val-size": { type: "string" },
     "val-seed": { type: "string" },
+    recalibrate: { type: "string" },
     "finetune-epochs": { type: "string" },
     "finetune-lr": { type: "string" },
     "train-limit": { type: "string" },
@@ -121,21 +126,9 @@ export async function run(args: string[]): Promise<void> {
     console.log(HELP);
     return;
   }
-  const budget = parseBudget(values["target-macs"], values["target-params"], values["max-drop"]);
-  const criterion = criterionByName(values.criterion!);
-  const seed = positiveInt("seed", values.seed, 1);
-  const steps = positiveInt("steps", values.steps, 8);
-  const valSize = positiveInt("val-size", values["val-size"], 5000);
-  const valSeed = positiveInt("val-seed", values["val-seed"], 1, true);
-  const epochs = positiveInt("finetune-epochs", values["finetune-epochs"], 1, true);
-  const peakLr = positiveNumber("finetune-lr", values["finetune-lr"], FINETUNE_PEAK_LR);
-  const trainLimit = positiveInt("train-limit", values["train-limit"], Infinity);
-  const pareto = values.pareto!.split(",").map((v) => budgetFraction("--pareto", v.trim()));
-  const paretoEpochs = positiveInt("pareto-epochs", values["pareto-epochs"], epochs, true);
-  const limit = positiveInt("limit", values.limit, Infinity);
-  const batch = positiveInt("batch", values.batch, 256);
-  const workers = positiveInt("workers", values.workers, 1);
-  const latencyRuns = positiveInt("latency-runs", values["latency-runs"], 5, true);
+  const o = compressOptions(values);
+  const { budget, criterion, seed, steps, valSize, valSeed, recalImages, epochs, peakLr } = o;
+  const { trainLimit, pareto, paretoEpochs, limit, batch, workers, latencyRuns } = o;
   const flags = parsePreprocessing(values);
   const out = values.out!;
   await using _claim = await openOutDir(out, "--out", "compress");
@@ -191,21 +184,28 @@ export async function run(args: string[]): Promise<void> {
   const surgery = await removeChannels(model, removals);
   const slim = surgery.model;
   const check = await checkSlim(model, slim, removals, test, prep, masked, batch);
-  if (!check.equal) {
-    throw new UserError(
-      `the slim model does not match the masked one (${check.slimCorrect} vs ${masked.correct} correct, ` +
-        `max |diff| ${check.maxDiff.toExponential(2)}); please report this.`,
-    );
-  }
+  if (!check.equal) throw slimMismatch(check, masked.correct);
   const latency = await latencyBeforeAfter(model, slim, latencyRuns);
   const [b1, a1] = latency?.map((l) => l.batch1.medianMs) ?? [null, null];
   const [b256, a256] = latency?.map((l) => l.batch256.medianMs) ?? [null, null];
   clock.lap("surgery_and_check");
 
+  // BatchNorm recalibration on fine-tuning images (the layers after a cut see new statistics).
+  const recalibrate = recalImages > 0
+    ? (m: tf.LayersModel) => recalibrateBatchNorm(m, train, prep, { images: recalImages, batch })
+    : undefined;
+  let recalibration: CompressRecord["recalibration"] = null, recalibrated: number | null = null;
+  const r = await recalibrate?.(slim);
+  if (r && r.layers.length > 0) {
+    recalibration = { images: r.images, layers: r.layers.length, seconds: r.seconds };
+    recalibrated = (await maskedAccuracy(slim, [], test, prep, batch, "test (recalibrated)")).accuracy;
+    clock.lap("recalibrate");
+  }
+
   // Fine-tune (test accuracy per epoch is the recovery chart, never a choice).
   let finetune: CompressRecord["finetune"] = null;
   let recoverySpec: object | undefined;
-  let afterAccuracy = check.slimCorrect / test.count;
+  let afterAccuracy = recalibrated ?? check.slimCorrect / test.count;
   if (epochs > 0) {
     const t0 = performance.now();
     const history = await finetuneWithProgress(slim, train, {
@@ -218,7 +218,7 @@ export async function run(args: string[]): Promise<void> {
     afterAccuracy = history.at(-1)!.evalAccuracy!;
     recoverySpec = await writeRecovery(out, history, {
       before: beforeTest.accuracy,
-      masked: masked.accuracy,
+      masked: recalibrated ?? masked.accuracy,
     });
     clock.lap("finetune");
   }
@@ -238,6 +238,7 @@ export async function run(args: string[]): Promise<void> {
   const rows = await paretoRows(ctx, pareto, test, {
     epochs: paretoEpochs,
     run: (m: tf.LayersModel) => finetuneWithProgress(m, train, ft),
+    recalibrate,
   });
   const paretoSpec = await writeParetoFiles(out, rows, {
     before: beforeTest.accuracy,
@@ -261,6 +262,7 @@ export async function run(args: string[]): Promise<void> {
       images: test.count,
       before: beforeTest.accuracy,
       pruned: check.slimCorrect / test.count,
+      recalibrated,
       after: afterAccuracy,
       uniformPruned: uniformTest.accuracy,
     },
@@ -270,6 +272,7 @@ export async function run(args: string[]): Promise<void> {
       runs: latencyRuns,
     },
     finetune,
+    recalibration,
     check,
     reloadMaxDifference: Math.max(tfjsDiff, h5Diff),
     outputs: {

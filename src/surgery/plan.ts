@@ -284,7 +284,9 @@ export interface ParetoRow {
   paramsKept: number;
   /** Test accuracy with the plan's channels removed, before fine-tuning. */
   testPruned: number;
-  /** After fine-tuning (null when no fine-tune ran). */
+  /** Removed for real and BatchNorm recalibrated, before fine-tuning (null when not recalibrated). */
+  testRecalibrated: number | null;
+  /** After recalibration (if any) and fine-tuning (null when no fine-tune ran). */
   testAfter: number | null;
   finetuneEpochs: number;
   finetuneSeconds: number;
@@ -292,19 +294,28 @@ export interface ParetoRow {
 
 /**
  * Both methods at every multiply-add budget of `budgets`: the sensitivity-guided plan (the
- * greedy path) and uniform ratios, each scored on `test` pruned and, when `finetune` is given,
- * removed for real, fine-tuned by it in place and scored again.
+ * greedy path) and uniform ratios, each scored on `test` pruned and, when `after` is given,
+ * removed for real, recalibrated by `after.recalibrate` and scored again, then fine-tuned in place
+ * by `after.run` (for `after.epochs` > 0) and scored again.
  *
  * @example
  * ```ts
- * const rows = await paretoRows(ctx, [0.8, 0.5], test, { epochs: 1, run: (m) => finetune(m, train, ft) });
+ * const rows = await paretoRows(ctx, [0.8, 0.5], test, {
+ *   epochs: 1,
+ *   run: (m) => finetune(m, train, ft),
+ *   recalibrate: (m) => recalibrateBatchNorm(m, train, prep),
+ * });
  * ```
  */
 export async function paretoRows(
   ctx: PlanContext,
   budgets: number[],
   test: Dataset,
-  finetune?: { epochs: number; run: (slim: tf.LayersModel) => Promise<unknown> },
+  after?: {
+    epochs: number;
+    run: (slim: tf.LayersModel) => Promise<unknown>;
+    recalibrate?: (slim: tf.LayersModel) => Promise<unknown>;
+  },
 ): Promise<ParetoRow[]> {
   const { model, units, curves, path, prep, batch } = ctx;
   const cm = units.cost;
@@ -317,14 +328,24 @@ export async function paretoRows(
       if (!plan) continue;
       const removals = removalsOf(cm.units, plan, curves.rankings);
       const pruned = await maskedAccuracy(model, removals, test, prep, batch, `pareto ${keep} ${method}`);
-      let testAfter: number | null = null, seconds = 0;
-      if (finetune && finetune.epochs > 0) {
+      let testAfter: number | null = null, testRecalibrated: number | null = null, seconds = 0;
+      const tune = after && after.epochs > 0;
+      if (tune || after?.recalibrate) {
         const t0 = performance.now();
         const slim = (await removeChannels(model, removals)).model;
-        try {
-          await finetune.run(slim);
+        const score = async () => {
           const { correct, total } = await evaluate(slim, test, prep, batch);
-          testAfter = correct / total;
+          return correct / total;
+        };
+        try {
+          if (after.recalibrate) {
+            await after.recalibrate(slim);
+            testRecalibrated = await score();
+          }
+          if (tune) {
+            await after.run(slim);
+            testAfter = await score();
+          }
         } finally {
           slim.dispose();
         }
@@ -340,8 +361,9 @@ export async function paretoRows(
         macsKept: cost.macs / c0.macs,
         paramsKept: cost.params / c0.params,
         testPruned: pruned.accuracy,
+        testRecalibrated,
         testAfter,
-        finetuneEpochs: finetune?.epochs ?? 0,
+        finetuneEpochs: tune ? after.epochs : 0,
         finetuneSeconds: seconds,
       });
     }

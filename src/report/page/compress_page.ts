@@ -59,11 +59,12 @@ export function compressReport(input: CompressPageInput): ReportRecord {
           "multiply-adds kept",
           "parameters kept",
           "test pruned",
+          "test BN recalibrated",
           "test fine-tuned",
         ],
         rows: input.rows.map((
           x,
-        ) => [x.budget, x.method, x.macsKept, x.paramsKept, x.testPruned, x.testAfter]),
+        ) => [x.budget, x.method, x.macsKept, x.paramsKept, x.testPruned, x.testRecalibrated, x.testAfter]),
       },
     ],
     run: input.run,
