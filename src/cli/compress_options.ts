@@ -17,7 +17,7 @@ export type CompressFlags = Record<string, string | boolean | undefined>;
  * ```ts
  * const o = compressOptions({ "target-macs": "0.7", criterion: "mean", pareto: "0.8,0.5" });
  * o.budget; // { metric: "macs", keep: 0.7 }
- * o.recalImages; // 2000
+ * o.recalImages; // 1000
  * ```
  */
 export function compressOptions(v: CompressFlags) {
@@ -28,7 +28,7 @@ export function compressOptions(v: CompressFlags) {
   const steps = positiveInt("steps", str("steps"), 8);
   const valSize = positiveInt("val-size", str("val-size"), 5000);
   const valSeed = positiveInt("val-seed", str("val-seed"), 1, true);
-  const recalImages = positiveInt("recalibrate", str("recalibrate"), 2000, true);
+  const recalImages = positiveInt("recalibrate", str("recalibrate"), 1000, true);
   const epochs = positiveInt("finetune-epochs", str("finetune-epochs"), 1, true);
   const peakLr = positiveNumber("finetune-lr", str("finetune-lr"), FINETUNE_PEAK_LR);
   const trainLimit = positiveInt("train-limit", str("train-limit"), Infinity);

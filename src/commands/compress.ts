@@ -73,7 +73,7 @@ Options:
   --val-seed N             seed of the train/validation split (default 1: the split 'train' uses,
                            so the validation images are ones the shipped model never trained on)
   --recalibrate N          re-estimate every BatchNorm's moving mean/variance on N fine-tuning
-                           images after the surgery, before fine-tuning (default 2000; 0 skips)
+                           images after the surgery, before fine-tuning (default 1000; 0 skips)
   --finetune-epochs N      fine-tune the compressed model N epochs (default 1; 0 skips)
   --finetune-lr X          peak learning rate                       (default ${FINETUNE_PEAK_LR})
   --train-limit N          fine-tune on the first N non-validation training images (default all)

@@ -27,7 +27,7 @@ export interface Recalibration {
  *
  * @example
  * ```ts
- * const { layers } = await recalibrateBatchNorm(slim, trainSet, prep, { images: 2000 });
+ * const { layers } = await recalibrateBatchNorm(slim, trainSet, prep, { images: 1000 });
  * ```
  */
 export async function recalibrateBatchNorm(
@@ -37,7 +37,7 @@ export async function recalibrateBatchNorm(
   opts: { images?: number; batch?: number; onLayer?(done: number, total: number): void } = {},
 ): Promise<Recalibration> {
   const t0 = performance.now();
-  const n = Math.min(data.count, Math.max(1, Math.floor(opts.images ?? 2000)));
+  const n = Math.min(data.count, Math.max(1, Math.floor(opts.images ?? 1000)));
   const batch = Math.max(1, Math.floor(opts.batch ?? 256));
   const bns = model.layers.filter((l) => l.getClassName() === "BatchNormalization");
   for (const [i, bn] of bns.entries()) {
