@@ -34,6 +34,7 @@ export function compressOptions(v: CompressFlags) {
   const trainLimit = positiveInt("train-limit", str("train-limit"), Infinity);
   const pareto = str("pareto")!.split(",").map((v) => budgetFraction("--pareto", v.trim()));
   const paretoEpochs = positiveInt("pareto-epochs", str("pareto-epochs"), epochs, true);
+  const paretoTrainLimit = positiveInt("pareto-train-limit", str("pareto-train-limit"), trainLimit);
   const limit = positiveInt("limit", str("limit"), Infinity);
   const batch = positiveInt("batch", str("batch"), 256);
   const workers = positiveInt("workers", str("workers"), 1);
@@ -51,6 +52,7 @@ export function compressOptions(v: CompressFlags) {
     trainLimit,
     pareto,
     paretoEpochs,
+    paretoTrainLimit,
     limit,
     batch,
     workers,

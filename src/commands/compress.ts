@@ -31,6 +31,7 @@ import { latencyBeforeAfter } from "../surgery/measure.ts";
 import { checkSlim, saveKerasVerified, saveVerified, slimMismatch } from "../surgery/verify.ts";
 import { FINETUNE_PEAK_LR } from "../train/finetune.ts";
 import { recalibrateBatchNorm } from "../train/recalibrate.ts";
+import { sliceDataset } from "../data/cifar10.ts";
 import { trainValSets } from "../train/trainer.ts";
 import { writeJson } from "../report/outputs.ts";
 import { writeReport } from "../report/page/html.ts";
@@ -72,13 +73,13 @@ Options:
   --val-size N             validation images, held out of the training files (default 5000)
   --val-seed N             seed of the train/validation split (default 1: the split 'train' uses,
                            so the validation images are ones the shipped model never trained on)
-  --recalibrate N          re-estimate every BatchNorm's moving mean/variance on N fine-tuning
-                           images after the surgery, before fine-tuning (default 1000; 0 skips)
+  --recalibrate N          re-estimate BatchNorm statistics on N fine-tuning images (default 1000; 0 skips)
   --finetune-epochs N      fine-tune the compressed model N epochs (default 1; 0 skips)
   --finetune-lr X          peak learning rate                       (default ${FINETUNE_PEAK_LR})
   --train-limit N          fine-tune on the first N non-validation training images (default all)
   --pareto F1,F2,...       multiply-add budgets of the Pareto chart (default 0.8,0.65,0.5,0.35)
   --pareto-epochs N        fine-tuning epochs per Pareto point      (default: --finetune-epochs)
+  --pareto-train-limit N   ... on the first N of those images        (default: --train-limit)
   --limit N                test images scored                       (default all 10,000)
   --batch N                images per forward pass                  (default 256)
   --workers N              sensitivity scans on N worker processes  (default 1)
@@ -111,6 +112,7 @@ export async function run(args: string[]): Promise<void> {
     "train-limit": { type: "string" },
     pareto: { type: "string", default: "0.8,0.65,0.5,0.35" },
     "pareto-epochs": { type: "string" },
+    "pareto-train-limit": { type: "string" },
     limit: { type: "string" },
     batch: { type: "string" },
     workers: { type: "string" },
@@ -128,7 +130,7 @@ export async function run(args: string[]): Promise<void> {
   }
   const o = compressOptions(values);
   const { budget, criterion, seed, steps, valSize, valSeed, recalImages, epochs, peakLr } = o;
-  const { trainLimit, pareto, paretoEpochs, limit, batch, workers, latencyRuns } = o;
+  const { trainLimit, pareto, paretoEpochs, paretoTrainLimit, limit, batch, workers, latencyRuns } = o;
   const flags = parsePreprocessing(values);
   const out = values.out!;
   await using _claim = await openOutDir(out, "--out", "compress");
@@ -150,8 +152,7 @@ export async function run(args: string[]): Promise<void> {
   );
 
   // Units, their curves on the validation split, the greedy path and the plan.
-  const units = await prunableUnits(model);
-  const cm = units.cost;
+  const units = await prunableUnits(model), cm = units.cost;
   const curves = await measureCurves(model, units, val, prep, {
     criterion,
     seed,
@@ -237,7 +238,7 @@ export async function run(args: string[]): Promise<void> {
   const ft = { epochs: paretoEpochs, preprocessing: prep, peakLr };
   const rows = await paretoRows(ctx, pareto, test, {
     epochs: paretoEpochs,
-    run: (m: tf.LayersModel) => finetuneWithProgress(m, train, ft),
+    run: (m: tf.LayersModel) => finetuneWithProgress(m, sliceDataset(train, 0, paretoTrainLimit), ft),
     recalibrate,
   });
   const paretoSpec = await writeParetoFiles(out, rows, {
