@@ -13,6 +13,8 @@ import { DATA_FORMATS, type DataFormat, detectFormat, openImageSet } from "../da
 import { describeShape } from "../data/image_set.ts";
 import { checkDataFits, describeIO } from "../model/load.ts";
 import { UserError } from "../core/errors.ts";
+import { splitTrainVal } from "../train/trainer.ts";
+import { positiveInt } from "./args.ts";
 import { Progress } from "../ui/progress.ts";
 import type { Dataset, Preprocessing } from "../types.ts";
 
@@ -59,6 +61,18 @@ export interface Session {
   testSet(limit?: number): Promise<Dataset>;
   /** The first `limit` training images (loaded once per limit). */
   trainSet(limit?: number): Promise<Dataset>;
+  /**
+   * The held-out data that ranks and chooses (--calib DATA or --calib-split N; `calibFlags`),
+   * checked against the model; undefined when neither flag is given. Opened once.
+   */
+  calibSet(): Promise<CalibSet | undefined>;
+}
+
+/** Held-out data for ranking and choosing, and where it came from (for outputs and reports). */
+export interface CalibSet {
+  data: Dataset;
+  /** The --calib path, or "split N of the training files of PATH, seed S". */
+  source: string;
 }
 
 /** What a command's flags say about the session. */
@@ -77,6 +91,11 @@ export interface SessionFlags {
   resize?: boolean;
   /** Image folders: convert to "rgb" or "grayscale". */
   color?: string;
+  /** Held-out data that ranks and chooses (read like --data). */
+  calib?: string;
+  /** Instead: N images held out of the training files of --data (`splitTrainVal`). */
+  "calib-split"?: string;
+  "calib-seed"?: string;
 }
 
 /** The data flags every command that reads a test set takes (spread into its parseFlags options). */
@@ -89,6 +108,22 @@ export const DATA_FLAGS = {
   resize: { type: "boolean", default: false },
   color: { type: "string" },
 } as const;
+
+/** The held-out data flags of the commands that rank and choose (sweep, prune). */
+export const CALIB_FLAGS = {
+  calib: { type: "string" },
+  "calib-split": { type: "string" },
+  "calib-seed": { type: "string" },
+} as const;
+
+/** Their lines in --help. */
+export const CALIB_HELP =
+  `  --calib PATH       held-out data that ranks the channels and chooses K, read like --data (any
+                     format; --format, --resize, --color apply; it must fit the model)
+  --calib-split N    instead: N images held out of the TRAINING files of --data (CIFAR-10/100,
+                     IDX) with the seeded split 'train' and 'compress' use
+  --calib-seed S     seed of that split (default 1: 'train's --val-seed, so with N <= its
+                     --val-size the images are ones the model never trained on)`;
 
 /** Their lines in a command's --help. */
 export const DATA_HELP =
@@ -135,6 +170,7 @@ export async function openSession(
   flags: SessionFlags,
   preprocessing: Partial<Preprocessing>,
 ): Promise<Session> {
+  const calibChoice = calibFlags(flags);
   const backend = await setupBackend((flags.backend ?? "auto") as BackendName);
   const modelPath = flags.model ?? DEFAULT_MODEL;
   const loaded = await loadModel(modelPath, { preprocessing, config: flags.config });
@@ -144,21 +180,28 @@ export async function openSession(
   // A path that does not exist goes to the CIFAR-10 resolver, whose message names the ways to supply data.
   const format = !exists ? "cifar10" : (opts.format ?? await detectFormat(given!));
   let dir: Promise<string> | undefined;
+  let calib: Promise<CalibSet | undefined> | undefined;
   const trains = new Map<number, Promise<Dataset>>();
   const dataDir =
     () => (dir ??= format === "cifar10"
       ? resolveDataDir({ data: flags.data, fetch: true })
       : Promise.resolve(given!));
-  const open = async (split: "test" | "train", limit: number): Promise<Dataset> => {
+  // One reader for --data and --calib: `path` read as `fmt`, then checked against the model.
+  const read = async (
+    path: string,
+    fmt: DataFormat,
+    split: "test" | "train",
+    limit: number,
+    flag: string,
+  ): Promise<Dataset> => {
     let ds: Dataset;
-    if (format === "cifar10") {
-      const d = await dataDir();
-      ds = split === "test" ? await loadTestSet(d, limit) : await loadTrainSet(d, limit);
+    if (fmt === "cifar10") {
+      ds = split === "test" ? await loadTestSet(path, limit) : await loadTrainSet(path, limit);
     } else {
       let bar: Progress | undefined;
-      ds = await openImageSet(given!, {
+      ds = await openImageSet(path, {
         ...opts,
-        format,
+        format: fmt,
         split,
         target: loaded.io.shape,
         classes: loaded.io.classes,
@@ -171,13 +214,48 @@ export async function openSession(
       bar?.done();
       const resized = opts.resize ? `, resized bilinearly to ${describeShape(loaded.io.shape)}` : "";
       console.error(
-        `data: ${ds.source} (${format}, ${split}: ${ds.count} images of ${
+        `${flag === "--data" ? "data" : "calib"}: ${ds.source} (${fmt}, ${split}: ${ds.count} images of ${
           describeShape(loaded.io.shape)
         } in ${ds.classNames?.length} classes${resized}); model ${describeIO(loaded.io)}`,
       );
     }
-    checkDataFits(loaded.io, ds, modelPath);
+    checkDataFits(loaded.io, ds, modelPath, flag);
     return ds;
+  };
+  const open = async (split: "test" | "train", limit: number) =>
+    await read(format === "cifar10" ? await dataDir() : given!, format, split, limit, "--data");
+  const trainSet = (limit = Infinity) => {
+    if (!trains.has(limit)) trains.set(limit, open("train", limit));
+    return trains.get(limit)!;
+  };
+  const openCalib = async (): Promise<CalibSet | undefined> => {
+    if (calibChoice === undefined) return undefined;
+    if ("path" in calibChoice) {
+      const path = calibChoice.path;
+      if (!await Deno.stat(path).then(() => true, () => false)) {
+        throw new UserError(
+          `--calib ${path}: it does not exist; pass a data folder or file (as for --data).`,
+        );
+      }
+      const fmt = opts.format ?? await detectFormat(path);
+      return { data: await read(path, fmt, "test", Infinity, "--calib"), source: path };
+    }
+    const { n, seed } = calibChoice;
+    if (format === "npz" || format === "images") {
+      throw new UserError(
+        `--calib-split: ${given} (${format}) has no training part to hold images out of; pass --calib DATA.`,
+      );
+    }
+    const full = await trainSet();
+    if (n >= full.count) {
+      throw new UserError(
+        `--calib-split ${n}: the training part of ${await dataDir()} has ${full.count} images; give fewer.`,
+      );
+    }
+    return {
+      data: splitTrainVal(full, n, seed).val,
+      source: `split ${n} of the training files of ${await dataDir()}, seed ${seed}`,
+    };
   };
   return {
     backend,
@@ -186,9 +264,34 @@ export async function openSession(
     prep: loaded.preprocessing,
     dataDir,
     testSet: (limit = Infinity) => open("test", limit),
-    trainSet(limit = Infinity) {
-      if (!trains.has(limit)) trains.set(limit, open("train", limit));
-      return trains.get(limit)!;
-    },
+    trainSet,
+    calibSet: () => (calib ??= openCalib()),
+  };
+}
+
+/**
+ * The held-out data the flags ask for: `{ path }` (--calib), `{ n, seed }` (--calib-split,
+ * --calib-seed), or undefined; both together, or a bad N or seed, is a UserError.
+ *
+ * @example
+ * ```ts
+ * calibFlags({ "calib-split": "500" }); // { n: 500, seed: 1 }
+ * calibFlags({ calib: "x.npz", "calib-split": "5" }); // throws "--calib and --calib-split ..."
+ * ```
+ */
+export function calibFlags(flags: SessionFlags): { path: string } | { n: number; seed: number } | undefined {
+  if (flags.calib !== undefined && flags["calib-split"] !== undefined) {
+    throw new UserError(
+      `--calib and --calib-split each name the held-out data: give --calib DATA or --calib-split N, not both.`,
+    );
+  }
+  if (flags["calib-seed"] !== undefined && flags["calib-split"] === undefined) {
+    throw new UserError(`--calib-seed seeds --calib-split N; give --calib-split too, or drop --calib-seed.`);
+  }
+  if (flags.calib !== undefined) return { path: flags.calib };
+  if (flags["calib-split"] === undefined) return undefined;
+  return {
+    n: positiveInt("calib-split", flags["calib-split"], 0),
+    seed: positiveInt("calib-seed", flags["calib-seed"], 1, true),
   };
 }
