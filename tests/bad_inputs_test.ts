@@ -575,6 +575,74 @@ const CASES: Case[] = [
     },
     expect: /data_batch_1\.bin|test_batch\.bin/,
   },
+  // Held-out data (--calib, --calib-split).
+  {
+    name: "sweep: --calib and --calib-split together",
+    setup: (d) => ["sweep", ...tinyArgs(d), "--calib", TINY_DATA, "--calib-split", "100"],
+    expect:
+      /--calib and --calib-split each name the held-out data: give --calib DATA or --calib-split N, not both/,
+  },
+  {
+    name: "prune: --calib-split larger than the training part",
+    setup: (
+      d,
+    ) => ["prune", ...tinyArgs(d), "--model", join(TINY, "model.json"), "--k", "1", "--calib-split", "1000"],
+    expect: /--calib-split 1000: the training part of .* has 1000 images; give fewer/,
+  },
+  {
+    name: "sweep: --calib-split 0",
+    setup: (d) => ["sweep", ...tinyArgs(d), "--calib-split", "0"],
+    expect: /--calib-split must be a positive integer, got '0'/,
+  },
+  {
+    name: "sweep: --calib-split on an .npz (no training part)",
+    setup: (d) => [
+      "sweep",
+      ...tinyArgs(d),
+      "--model",
+      join(root, "fixtures", "models", "tiny-gray", "model.json"),
+      "--data",
+      join(root, "fixtures", "data", "gray-tiny.npz"),
+      "--calib-split",
+      "10",
+    ],
+    expect:
+      /--calib-split: .*gray-tiny\.npz \(npz\) has no training part to hold images out of; pass --calib DATA/,
+  },
+  {
+    name: "sweep: --calib data of another shape than the model's",
+    setup: (d) => [
+      "sweep",
+      ...tinyArgs(d),
+      "--model",
+      join(TINY, "model.json"),
+      "--calib",
+      join(root, "fixtures", "data", "gray-tiny.npz"),
+    ],
+    expect:
+      /the model expects 32x32x3 -> 10, the --calib data .*gray-tiny\.npz is 28x28x1 .*pick the model's data \(--calib,/,
+  },
+  {
+    name: "prune: --calib data with other classes than the model's",
+    setup: (d) => [
+      "prune",
+      ...tinyArgs(d),
+      "--model",
+      join(root, "fixtures", "models", "tiny-gray", "model.json"),
+      "--data",
+      join(root, "fixtures", "data", "fashion-tiny"),
+      "--k",
+      "1",
+      "--calib",
+      join(root, "fixtures", "data", "cifar100-tiny"),
+    ],
+    expect: /the --calib data .*cifar100-tiny.* is 32x32x3 with 100 classes/,
+  },
+  {
+    name: "sweep: --calib that does not exist",
+    setup: (d) => ["sweep", ...tinyArgs(d), "--model", join(TINY, "model.json"), "--calib", join(d, "nope")],
+    expect: /--calib .*nope: it does not exist; pass a data folder or file/,
+  },
 ];
 
 // ---------------------------------------------------------------- running them

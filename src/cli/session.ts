@@ -16,7 +16,7 @@ import { UserError } from "../core/errors.ts";
 import { splitTrainVal } from "../train/trainer.ts";
 import { positiveInt } from "./args.ts";
 import { Progress } from "../ui/progress.ts";
-import type { Dataset, Preprocessing } from "../types.ts";
+import { type Dataset, datasetShape, type Preprocessing } from "../types.ts";
 
 /** The model commands use when no --model is given: the one `deno task train` made for this repo. */
 export const DEFAULT_MODEL = fileURLToPath(
@@ -179,6 +179,11 @@ export async function openSession(
   const exists = given !== undefined && await Deno.stat(given).then(() => true, () => false);
   // A path that does not exist goes to the CIFAR-10 resolver, whose message names the ways to supply data.
   const format = !exists ? "cifar10" : (opts.format ?? await detectFormat(given!));
+  if (calibChoice && "n" in calibChoice && (format === "npz" || format === "images")) {
+    throw new UserError(
+      `--calib-split: ${given} (${format}) has no training part to hold images out of; pass --calib DATA.`,
+    );
+  }
   let dir: Promise<string> | undefined;
   let calib: Promise<CalibSet | undefined> | undefined;
   const trains = new Map<number, Promise<Dataset>>();
@@ -212,14 +217,17 @@ export async function openSession(
         },
       });
       bar?.done();
+    }
+    // Refused before it is described: a set that does not fit is one line.
+    checkDataFits(loaded.io, ds, modelPath, flag);
+    if (fmt !== "cifar10") {
       const resized = opts.resize ? `, resized bilinearly to ${describeShape(loaded.io.shape)}` : "";
       console.error(
         `${flag === "--data" ? "data" : "calib"}: ${ds.source} (${fmt}, ${split}: ${ds.count} images of ${
-          describeShape(loaded.io.shape)
+          describeShape(datasetShape(ds))
         } in ${ds.classNames?.length} classes${resized}); model ${describeIO(loaded.io)}`,
       );
     }
-    checkDataFits(loaded.io, ds, modelPath, flag);
     return ds;
   };
   const open = async (split: "test" | "train", limit: number) =>
@@ -241,11 +249,6 @@ export async function openSession(
       return { data: await read(path, fmt, "test", Infinity, "--calib"), source: path };
     }
     const { n, seed } = calibChoice;
-    if (format === "npz" || format === "images") {
-      throw new UserError(
-        `--calib-split: ${given} (${format}) has no training part to hold images out of; pass --calib DATA.`,
-      );
-    }
     const full = await trainSet();
     if (n >= full.count) {
       throw new UserError(
