@@ -18,6 +18,7 @@ import { setupBackend } from "../src/backend.ts";
 import { writeKerasH5 } from "../src/model/keras/h5_writer.ts";
 import { loadModel } from "../src/model/load.ts";
 import { LOCK_NAME } from "../src/cli/out_dir.ts";
+import { encodeNpy } from "../src/data/numpy.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const TINY = join(root, "fixtures", "models", "tiny-bn");
@@ -628,15 +629,29 @@ const CASES: Case[] = [
       "prune",
       ...tinyArgs(d),
       "--model",
-      join(root, "fixtures", "models", "tiny-gray", "model.json"),
-      "--data",
-      join(root, "fixtures", "data", "fashion-tiny"),
+      join(TINY, "model.json"),
       "--k",
       "1",
       "--calib",
       join(root, "fixtures", "data", "cifar100-tiny"),
     ],
     expect: /the --calib data .*cifar100-tiny.* is 32x32x3 with 100 classes/,
+  },
+  {
+    name: "sweep: --labels-file with data that is not an .npy",
+    setup: (
+      d,
+    ) => ["sweep", ...tinyArgs(d), "--model", join(TINY, "model.json"), "--labels-file", join(d, "y.npy")],
+    expect: /--labels-file names the labels of --data X\.npy; --data .*cifar10-tiny is cifar10: drop it/,
+  },
+  {
+    name: "sweep: an .npy whose labels cannot be found",
+    setup: async (d) => {
+      await Deno.writeFile(join(d, "x_test.npy"), encodeNpy(new Uint8Array(3072), "u1", [1, 32, 32, 3]));
+      return ["sweep", ...tinyArgs(d), "--model", join(TINY, "model.json"), "--data", join(d, "x_test.npy")];
+    },
+    expect:
+      /x_test\.npy: its labels .*y_test\.npy \(the name with the leading 'x' made 'y'\) do not exist: pass --labels-file/,
   },
   {
     name: "sweep: --calib that does not exist",

@@ -87,6 +87,8 @@ export interface SessionFlags {
   labels?: string;
   "x-key"?: string;
   "y-key"?: string;
+  /** .npy images: the labels' .npy. */
+  "labels-file"?: string;
   /** Image folders: resize to the model's input. */
   resize?: boolean;
   /** Image folders: convert to "rgb" or "grayscale". */
@@ -105,6 +107,7 @@ export const DATA_FLAGS = {
   labels: { type: "string" },
   "x-key": { type: "string" },
   "y-key": { type: "string" },
+  "labels-file": { type: "string" },
   resize: { type: "boolean", default: false },
   color: { type: "string" },
 } as const;
@@ -128,12 +131,15 @@ export const CALIB_HELP =
 /** Their lines in a command's --help. */
 export const DATA_HELP =
   `  --data PATH        the test data: a CIFAR-10 or CIFAR-100 binary folder, an MNIST-style IDX
-                     folder (.gz too), an .npz (x_test/y_test or x/y), or a folder of class
+                     folder (.gz too), an .npz (x_test/y_test or x/y), an .npy of images with its
+                     labels' .npy beside it (--labels-file), or a folder of class
                      folders of PNG/JPEG images (Keras' layout)  (default: CIFAR-10, else
                      CIFAR10_DIR, else the cache; fetched if missing)
   --format F         ${DATA_FORMATS.join(" | ")}: how to read --data (default: recognised)
   --labels L         CIFAR-100: fine (100 classes) | coarse (20)         (default fine)
   --x-key K, --y-key K  the .npz arrays of images and labels
+  --labels-file PATH --data X.npy (images alone): the labels' .npy  (default: the name with its
+                     leading x made y, x_test.npy -> y_test.npy)
   --resize           image folders: resize every image bilinearly to the model's input
   --color C          image folders: rgb | grayscale, converting where the files differ`;
 
@@ -151,6 +157,7 @@ function dataOptions(flags: SessionFlags) {
     format: flags.format as DataFormat | undefined,
     labels: flags.labels as "fine" | "coarse" | undefined,
     keys: { x: flags["x-key"], y: flags["y-key"] },
+    labelsFile: flags["labels-file"],
     resize: flags.resize,
     color: flags.color as "rgb" | "grayscale" | undefined,
   };
@@ -179,7 +186,12 @@ export async function openSession(
   const exists = given !== undefined && await Deno.stat(given).then(() => true, () => false);
   // A path that does not exist goes to the CIFAR-10 resolver, whose message names the ways to supply data.
   const format = !exists ? "cifar10" : (opts.format ?? await detectFormat(given!));
-  if (calibChoice && "n" in calibChoice && (format === "npz" || format === "images")) {
+  if (opts.labelsFile !== undefined && format !== "npy") {
+    throw new UserError(
+      `--labels-file names the labels of --data X.npy; --data ${given} is ${format}: drop it.`,
+    );
+  }
+  if (calibChoice && "n" in calibChoice && (format === "npz" || format === "npy" || format === "images")) {
     throw new UserError(
       `--calib-split: ${given} (${format}) has no training part to hold images out of; pass --calib DATA.`,
     );
@@ -206,6 +218,8 @@ export async function openSession(
       let bar: Progress | undefined;
       ds = await openImageSet(path, {
         ...opts,
+        // --labels-file is --data's; an .npy given to --calib finds its labels by the sibling rule.
+        labelsFile: flag === "--data" ? opts.labelsFile : undefined,
         format: fmt,
         split,
         target: loaded.io.shape,
