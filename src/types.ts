@@ -99,4 +99,15 @@ export interface SweepResult {
   baselineAccuracy: number;
   results: SweepPoint[];
   timings: Record<string, number>;
+  /** With held-out data (--calib, --calib-split): it ranked the channels, and its own curve chooses K. */
+  calib?: CalibCurve;
+}
+
+/** The sweep of the first ranking on the held-out data that ranked it. */
+export interface CalibCurve {
+  /** The --calib path, or "split N of the training files of PATH, seed S". */
+  source: string;
+  images: number;
+  baselineAccuracy: number;
+  results: SweepPoint[];
 }

@@ -18,6 +18,7 @@ import { setupBackend } from "../src/backend.ts";
 import { writeKerasH5 } from "../src/model/keras/h5_writer.ts";
 import { loadModel } from "../src/model/load.ts";
 import { LOCK_NAME } from "../src/cli/out_dir.ts";
+import { encodeNpy } from "../src/data/numpy.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const TINY = join(root, "fixtures", "models", "tiny-bn");
@@ -574,6 +575,88 @@ const CASES: Case[] = [
       ];
     },
     expect: /data_batch_1\.bin|test_batch\.bin/,
+  },
+  // Held-out data (--calib, --calib-split).
+  {
+    name: "sweep: --calib and --calib-split together",
+    setup: (d) => ["sweep", ...tinyArgs(d), "--calib", TINY_DATA, "--calib-split", "100"],
+    expect:
+      /--calib and --calib-split each name the held-out data: give --calib DATA or --calib-split N, not both/,
+  },
+  {
+    name: "prune: --calib-split larger than the training part",
+    setup: (
+      d,
+    ) => ["prune", ...tinyArgs(d), "--model", join(TINY, "model.json"), "--k", "1", "--calib-split", "1000"],
+    expect: /--calib-split 1000: the training part of .* has 1000 images; give fewer/,
+  },
+  {
+    name: "sweep: --calib-split 0",
+    setup: (d) => ["sweep", ...tinyArgs(d), "--calib-split", "0"],
+    expect: /--calib-split must be a positive integer, got '0'/,
+  },
+  {
+    name: "sweep: --calib-split on an .npz (no training part)",
+    setup: (d) => [
+      "sweep",
+      ...tinyArgs(d),
+      "--model",
+      join(root, "fixtures", "models", "tiny-gray", "model.json"),
+      "--data",
+      join(root, "fixtures", "data", "gray-tiny.npz"),
+      "--calib-split",
+      "10",
+    ],
+    expect:
+      /--calib-split: .*gray-tiny\.npz \(npz\) has no training part to hold images out of; pass --calib DATA/,
+  },
+  {
+    name: "sweep: --calib data of another shape than the model's",
+    setup: (d) => [
+      "sweep",
+      ...tinyArgs(d),
+      "--model",
+      join(TINY, "model.json"),
+      "--calib",
+      join(root, "fixtures", "data", "gray-tiny.npz"),
+    ],
+    expect:
+      /the model expects 32x32x3 -> 10, the --calib data .*gray-tiny\.npz is 28x28x1 .*pick the model's data \(--calib,/,
+  },
+  {
+    name: "prune: --calib data with other classes than the model's",
+    setup: (d) => [
+      "prune",
+      ...tinyArgs(d),
+      "--model",
+      join(TINY, "model.json"),
+      "--k",
+      "1",
+      "--calib",
+      join(root, "fixtures", "data", "cifar100-tiny"),
+    ],
+    expect: /the --calib data .*cifar100-tiny.* is 32x32x3 with 100 classes/,
+  },
+  {
+    name: "sweep: --labels-file with data that is not an .npy",
+    setup: (
+      d,
+    ) => ["sweep", ...tinyArgs(d), "--model", join(TINY, "model.json"), "--labels-file", join(d, "y.npy")],
+    expect: /--labels-file names the labels of --data X\.npy; --data .*cifar10-tiny is cifar10: drop it/,
+  },
+  {
+    name: "sweep: an .npy whose labels cannot be found",
+    setup: async (d) => {
+      await Deno.writeFile(join(d, "x_test.npy"), encodeNpy(new Uint8Array(3072), "u1", [1, 32, 32, 3]));
+      return ["sweep", ...tinyArgs(d), "--model", join(TINY, "model.json"), "--data", join(d, "x_test.npy")];
+    },
+    expect:
+      /x_test\.npy: its labels .*y_test\.npy \(the name with the leading 'x' made 'y'\) do not exist: pass --labels-file/,
+  },
+  {
+    name: "sweep: --calib that does not exist",
+    setup: (d) => ["sweep", ...tinyArgs(d), "--model", join(TINY, "model.json"), "--calib", join(d, "nope")],
+    expect: /--calib .*nope: it does not exist; pass a data folder or file/,
   },
 ];
 

@@ -7,6 +7,7 @@ import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { UserError } from "../core/errors.ts";
 import { ENGINE_NAMES, type EngineChoice, type EngineName } from "../sweep/engine.ts";
 import type { Preprocessing } from "../types.ts";
+import { parsePlan, type PlanEntry } from "../surgery/select.ts";
 
 /**
  * Parse `args` against `options` with node:util's `parseArgs` (strict, no positional arguments)
@@ -223,4 +224,46 @@ export function checkKValues(kValues: number[] | undefined, layer: { name: strin
   if (bad !== undefined) {
     throw new UserError(`--k ${bad} is more than the ${layer.channels} channels of ${layer.name}.`);
   }
+}
+
+/**
+ * What `prune` removes, from its flags: one of --k N, --max-drop P or --plan L:K,... (--plan may
+ * add --max-drop for its bare layers); each wrong combination or value is a one-line UserError.
+ *
+ * @example
+ * ```ts
+ * pruneChoice({ "max-drop": "1" }); // { k: undefined, maxDrop: 1, plan: undefined }
+ * pruneChoice({ k: "4", plan: "conv1:2" }); // throws "give one of --k N, --max-drop P or --plan ..."
+ * ```
+ */
+export function pruneChoice(
+  values: { k?: string; "max-drop"?: string; plan?: string; layer?: string },
+): { k?: number; maxDrop?: number; plan?: PlanEntry[] } {
+  const chosen = [values.k, values["max-drop"], values.plan].filter((v) => v !== undefined).length;
+  const planWithDrop = values.plan !== undefined && values["max-drop"] !== undefined &&
+    values.k === undefined;
+  if (chosen !== 1 && !planWithDrop) {
+    throw new UserError(
+      `give one of --k N, --max-drop P or --plan LAYER:K,... (--plan may add --max-drop for bare layers); ` +
+        `see 'deno task prune --help'.`,
+    );
+  }
+  if (values.plan !== undefined && values.layer !== undefined) {
+    throw new UserError(`--plan names its layers itself; drop --layer.`);
+  }
+  const k = values.k === undefined ? undefined : positiveInt("k", values.k, 0, true);
+  let maxDrop: number | undefined;
+  if (values["max-drop"] !== undefined) {
+    maxDrop = Number(values["max-drop"]);
+    if (!Number.isFinite(maxDrop) || maxDrop < 0) {
+      throw new UserError(
+        `--max-drop must be a non-negative number of percentage points, got '${values["max-drop"]}'.`,
+      );
+    }
+  }
+  const plan = values.plan === undefined ? undefined : parsePlan(values.plan);
+  if (plan && maxDrop !== undefined && plan.every((e) => e.k !== null)) {
+    throw new UserError(`--max-drop has nothing to choose: every --plan entry already has its K.`);
+  }
+  return { k, maxDrop, plan };
 }

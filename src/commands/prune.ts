@@ -11,9 +11,9 @@
  */
 import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
-import { parseFlags, parsePreprocessing, positiveInt, positiveNumber } from "../cli/args.ts";
+import { parseFlags, parsePreprocessing, positiveInt, positiveNumber, pruneChoice } from "../cli/args.ts";
 import { planResources } from "../cli/resources.ts";
-import { DATA_FLAGS, DATA_HELP, openSession, Stopwatch } from "../cli/session.ts";
+import { CALIB_FLAGS, CALIB_HELP, DATA_FLAGS, DATA_HELP, openSession, Stopwatch } from "../cli/session.ts";
 import { openOutDir } from "../cli/out_dir.ts";
 import { finetuneWithProgress } from "../cli/finetune_progress.ts";
 import { checkClassifier } from "../model/load.ts";
@@ -21,7 +21,7 @@ import { fileSaver } from "../model/tfjs_io.ts";
 import { criterionByName, criterionNames } from "../rank/registry.ts";
 import { removeChannels } from "../surgery/remove.ts";
 import { latencyBeforeAfter } from "../surgery/measure.ts";
-import { parsePlan, type RankOptions, selectPlan, selectSingle } from "../surgery/select.ts";
+import { type RankOptions, selectPlan, selectSingle } from "../surgery/select.ts";
 import { checkSlim, saveVerified, slimMismatch } from "../surgery/verify.ts";
 import { FINETUNE_PEAK_LR } from "../train/finetune.ts";
 import { writeJson } from "../report/outputs.ts";
@@ -72,6 +72,9 @@ Options:
   --finetune-lr X          peak learning rate of the fine-tune      (default ${FINETUNE_PEAK_LR})
   --train-limit N          fine-tune on the first N training images only
 ${DATA_HELP}
+${CALIB_HELP}
+                           (default: the test set ranks and chooses, as 'sweep' does; with
+                           held-out data the test images are only scored)
   --backend B              auto | webgpu | wasm | cpu               (default auto)
   --limit N                use only the first N test images         (default all 10,000)
   --batch N                images per forward pass  (default auto: what the memory budget holds, 16-1024)
@@ -107,6 +110,7 @@ export async function run(args: string[]): Promise<void> {
     "finetune-lr": { type: "string" },
     "train-limit": { type: "string" },
     ...DATA_FLAGS,
+    ...CALIB_FLAGS,
     backend: { type: "string", default: "auto" },
     limit: { type: "string" },
     batch: { type: "string" },
@@ -126,32 +130,7 @@ export async function run(args: string[]): Promise<void> {
   const criterion = criterionDef.name;
   const seed = positiveInt("seed", values.seed, 1);
   const taylorImages = positiveInt("taylor-images", values["taylor-images"], 512);
-  const chosen = [values.k, values["max-drop"], values.plan].filter((v) => v !== undefined).length;
-  const planWithDrop = values.plan !== undefined && values["max-drop"] !== undefined &&
-    values.k === undefined;
-  if (chosen !== 1 && !planWithDrop) {
-    throw new UserError(
-      `give one of --k N, --max-drop P or --plan LAYER:K,... (--plan may add --max-drop for bare layers); ` +
-        `see 'deno task prune --help'.`,
-    );
-  }
-  if (values.plan !== undefined && values.layer !== undefined) {
-    throw new UserError(`--plan names its layers itself; drop --layer.`);
-  }
-  const k = values.k === undefined ? undefined : positiveInt("k", values.k, 0, true);
-  let maxDrop: number | undefined;
-  if (values["max-drop"] !== undefined) {
-    maxDrop = Number(values["max-drop"]);
-    if (!Number.isFinite(maxDrop) || maxDrop < 0) {
-      throw new UserError(
-        `--max-drop must be a non-negative number of percentage points, got '${values["max-drop"]}'.`,
-      );
-    }
-  }
-  const plan = values.plan === undefined ? undefined : parsePlan(values.plan);
-  if (plan && maxDrop !== undefined && plan.every((e) => e.k !== null)) {
-    throw new UserError(`--max-drop has nothing to choose: every --plan entry already has its K.`);
-  }
+  const { k, maxDrop, plan } = pruneChoice(values);
   const epochs = positiveInt("finetune-epochs", values["finetune-epochs"], 0, true);
   const peakLr = positiveNumber("finetune-lr", values["finetune-lr"], FINETUNE_PEAK_LR);
   const trainLimit = positiveInt("train-limit", values["train-limit"], Infinity);
@@ -168,6 +147,7 @@ export async function run(args: string[]): Promise<void> {
   const session = await openSession(values, flags);
   const { backend, modelPath, loaded, prep } = session;
   const test = await session.testSet(limit);
+  const heldOut = await session.calibSet();
   const trainSet = epochs > 0 ? await session.trainSet(trainLimit) : undefined;
   clock.lap("load");
   // prune runs in this process; its sweeps are the masked engine's (surgery/select.ts).
@@ -178,8 +158,10 @@ export async function run(args: string[]): Promise<void> {
     model: loaded.model,
     backend,
   });
+  const on = heldOut ? `${heldOut.data.count} held-out images (${heldOut.source})` : "the test images";
   console.error(
-    `prune: ${modelPath} (${loaded.format}), ${test.count} test images, backend ${backend}, criterion ${criterion}; ` +
+    `prune: ${modelPath} (${loaded.format}), ranked and K chosen on ${on}, accuracy reported on ${test.count} ` +
+      `test images, backend ${backend}, criterion ${criterion}; ` +
       `engine masked (exact), workers 1, batch ${batch} (${why.batch})`,
   );
 
@@ -191,8 +173,8 @@ export async function run(args: string[]): Promise<void> {
     batch,
   };
   const sel = plan
-    ? await selectPlan(loaded, test, plan, rank, maxDrop)
-    : await selectSingle(loaded, test, { layer: values.layer, k, maxDrop, rank });
+    ? await selectPlan(loaded, test, plan, rank, maxDrop, heldOut)
+    : await selectSingle(loaded, test, { layer: values.layer, k, maxDrop, rank, heldOut });
   clock.lap("rank_and_sweep");
 
   // Surgery, and the checks that the slim model is the masked model.
@@ -281,6 +263,7 @@ export async function run(args: string[]): Promise<void> {
     started,
     model: { path: modelPath, format: loaded.format },
     data: { path: await session.dataDir(), images: test.count },
+    ...(heldOut ? { calib: { source: heldOut.source, images: heldOut.data.count } } : {}),
     backend,
     timings: clock.timings,
   });

@@ -15,20 +15,24 @@ import {
   workersFlag,
 } from "../cli/args.ts";
 import { planSweepRun } from "../cli/resources.ts";
-import { confusionFiles, layerOutputsWithProgress, sweepEveryRanking } from "../cli/sweep_runs.ts";
-import { DATA_FLAGS, DATA_HELP, openSession, Stopwatch } from "../cli/session.ts";
+import {
+  calibCurve,
+  confusionFiles,
+  layerOutputsWithProgress,
+  rankChannels,
+  sweepEveryRanking,
+  sweepHeadline,
+} from "../cli/sweep_runs.ts";
+import { CALIB_FLAGS, CALIB_HELP, DATA_FLAGS, DATA_HELP, openSession, Stopwatch } from "../cli/session.ts";
 import { openOutDir } from "../cli/out_dir.ts";
 import { pickLayer } from "../model/layers.ts";
 import { splitModelAsync } from "../model/split.ts";
 import { assertFiniteScores, averageMaps } from "../activations/layer_outputs.ts";
 import { chanceLevelWarning } from "../sweep/summary.ts";
-import { deadChannels } from "../rank/activation.ts";
-import { sweepStats } from "../rank/group_stats.ts";
-import { assertGroupCriterion, computeRankings, criterionNames, parseCriteria } from "../rank/registry.ts";
-import { outputKind } from "../model/class_scores.ts";
+import { assertGroupCriterion, criterionNames, parseCriteria } from "../rank/registry.ts";
 import { sweepTarget } from "../model/coupling.ts";
 import { summarizeRuns, verdictsAt } from "../report/compare.ts";
-import { comparisonSeries, comparisonTable, detailTable, rankingTable } from "../report/criteria_tables.ts";
+import { comparisonSeries, rankingTable, sweepTable } from "../report/criteria_tables.ts";
 import { openEngine } from "../sweep/engine.ts";
 import { criteriaSummary, sweepSummary } from "../report/sweep_summary.ts";
 import type { SweepResult } from "../types.ts";
@@ -51,6 +55,9 @@ Options:
   --model PATH       TF.js model.json, Keras .h5 or .keras      (default: the shipped VGG-16 model)
   --config PATH      Keras model.to_json() file, for a weights-only .h5
 ${DATA_HELP}
+${CALIB_HELP}
+                     (default: the test set ranks, as in the lab; with held-out data the test
+                     curve is charted and reported, the 1/2/5-point K read off the held-out one)
   --layer NAME       conv layer to prune                         (default: the last Conv2D)
   --out DIR          output folder                               (default out/sweep)
   --backend B        auto | webgpu | wasm | cpu                  (default auto: webgpu on a real GPU, else wasm)
@@ -92,6 +99,7 @@ export async function run(args: string[]): Promise<void> {
     model: { type: "string" },
     config: { type: "string" },
     ...DATA_FLAGS,
+    ...CALIB_FLAGS,
     layer: { type: "string" },
     out: { type: "string", default: "out/sweep" },
     backend: { type: "string", default: "auto" },
@@ -139,6 +147,7 @@ export async function run(args: string[]): Promise<void> {
   for (const c of criteria) c.check?.(loaded.model, layer);
   checkKValues(kValues, layer);
   const test = await session.testSet(limit);
+  const calib = await session.calibSet();
   clock.lap("load");
   clock.restart();
   const split = await splitModelAsync(loaded.model, layer, members.map((m) => m.name));
@@ -150,47 +159,40 @@ export async function run(args: string[]): Promise<void> {
     backend,
   );
   const { workers, batch } = plan;
-  const pre = `(x*${prep.scale.toPrecision(4)} - [${prep.mean}]) / [${prep.std}]`;
-  console.error(
-    `sweep: ${modelPath} (${loaded.format}), ${
-      group ? "channel group" : "layer"
-    } ${layerName} (${layer.channels} ` +
-      `channels, ${
-        layer.outputShape.join("x")
-      }, ${layer.activation}), ${test.count} test images, backend ${backend}, ` +
-      `preprocessing ${loaded.preprocessingSource} ${pre}`,
-  );
+  console.error(sweepHeadline({ modelPath, loaded, target, tests: test.count, calib, backend }));
 
   // Refuses what does not apply before the prefix pass; its workers close when run() returns.
-  using sweeper = await openEngine(engine, task, {
-    workers,
-    backend,
-    batch,
-    memoryBudgetBytes: plan.memoryBudgetBytes,
-  });
+  const engineOptions = { workers, backend, batch, memoryBudgetBytes: plan.memoryBudgetBytes };
+  using sweeper = await openEngine(engine, task, engineOptions);
+  // Held-out data gets an engine of its own: its outputs rank, its curve chooses K.
+  using calibSweeper = calib ? await openEngine(engine, { ...task, data: calib.data }, engineOptions) : null;
   const outputs = await layerOutputsWithProgress(sweeper, test.count, batch);
   // NaN or Infinity in the layer outputs or in the K = 0 scores stops the run here, in one line.
   await assertFiniteScores(split, outputs, batch);
   clock.lap("prefix");
 
   const maps = averageMaps(outputs);
-  const stats = await sweepStats(loaded.model, group, outputs, test, prep, split.activationOfZero, batch);
-  const dead = deadChannels(stats);
-  const rankings = await computeRankings(criteria, {
-    model: loaded.model,
-    layer,
+  const rankOn = calibSweeper
+    ? {
+      outputs: await layerOutputsWithProgress(calibSweeper, calib!.data.count, batch, "held-out"),
+      data: calib!.data,
+    }
+    : { outputs, data: test };
+  const { rankings, dead } = await rankChannels(rankOn.outputs, rankOn.data, criteria, seeds, {
+    ...task,
     members,
-    split,
-    stats,
-    prep,
-    outputKind: outputKind(loaded.model),
+    group,
+    batch,
     gradientImages: () => session.trainSet(taylorImages),
-  }, seeds);
+  });
   clock.lap("rank");
 
   const ks = kValues ?? Array.from({ length: layer.channels + 1 }, (_, k) => k);
   const runs = await sweepEveryRanking(sweeper, outputs, rankings, kValues, ks.length);
   const results = runs[0].results;
+  const calibResult = calibSweeper
+    ? await calibCurve(calibSweeper, rankOn.outputs, rankings[0], kValues, ks.length, calib!)
+    : undefined;
   const summaries = summarizeRuns(runs);
   const verdicts = verdictsAt(summaries, [0.25, 0.5, 0.75], layer.channels);
   clock.lap("sweep");
@@ -210,6 +212,7 @@ export async function run(args: string[]): Promise<void> {
     baselineAccuracy: baseline,
     results,
     timings: clock.timings,
+    ...(calibResult ? { calib: calibResult } : {}),
   };
 
   clock.restart();
@@ -222,7 +225,7 @@ export async function run(args: string[]): Promise<void> {
     sharedScale: values["shared-scale"],
   });
   await writeRankingFiles(out, criteria, runs);
-  const table = runs.length === 1 ? detailTable(runs) : comparisonTable(summaries);
+  const table = sweepTable(runs, summaries, result.calib);
   await writeCsv(join(out, "sweep.csv"), table.header, table.rows);
   const classAccuracy = classAccuracyData(results, loaded.classNames, test.labels, test.count);
   if (classAccuracy) await writeClassFiles(out, classAccuracy, layer.name);
@@ -258,13 +261,9 @@ export async function run(args: string[]): Promise<void> {
   clock.restart();
   const confusionKs = [...new Set([0, bandKs(result)[0].k])];
   const confusion = await confusionFiles(out, engine === "naive", confusionKs, {
-    model: loaded.model,
-    layer,
+    ...task,
     members: members.map((m) => m.name),
-    split,
-    data: test,
     outputs,
-    prep,
     ranking: runs[0].ranking,
     classes: loaded.classNames,
     batch,
@@ -286,6 +285,7 @@ export async function run(args: string[]): Promise<void> {
         started,
         model: { path: modelPath, format: loaded.format },
         data: { path: await session.dataDir(), images: test.count },
+        ...(calib ? { calib: { source: calib.source, images: calib.data.count } } : {}),
         layer: layer.name,
         backend,
         engine,

@@ -8,18 +8,19 @@
  * | cifar100 | a folder with `test.bin` / `train.bin` of 3,074-byte records              |
  * | idx      | a folder with `t10k-images-idx3-ubyte[.gz]` and its labels (MNIST family) |
  * | npz      | an `.npz` file holding images and labels (`np.savez`)                     |
+ * | npy      | an `.npy` of images, its labels in another `.npy` (`npyLabelsPath`)       |
  * | images   | a folder of class folders of PNG / JPEG files (Keras' layout)             |
  */
-import { extname, join } from "node:path";
+import { basename, dirname, extname, join } from "node:path";
 import { UserError } from "../core/errors.ts";
 import { CLASS_NAMES, loadTestSet, loadTrainSet, TEST_FILE } from "./cifar10.ts";
 import { CIFAR100_TEST_FILE, CIFAR100_TRAIN_FILE, type Cifar100Labels, loadCifar100Set } from "./cifar100.ts";
 import { findIdxFile, loadIdxSet } from "./idx.ts";
 import { type ImageFolderOptions, loadImageFolder } from "./image_folder.ts";
 import { type ImageSet, type ImageShape, limitSet, readDataFile } from "./image_set.ts";
-import { loadNpzSet, type NpzKeys } from "./numpy.ts";
+import { decodeNpy, imageSetFromArrays, loadNpzSet, type NpzKeys } from "./numpy.ts";
 
-export const DATA_FORMATS = ["cifar10", "cifar100", "idx", "npz", "images"] as const;
+export const DATA_FORMATS = ["cifar10", "cifar100", "idx", "npz", "npy", "images"] as const;
 export type DataFormat = typeof DATA_FORMATS[number];
 
 /** How to read a data set. */
@@ -29,6 +30,8 @@ export interface DataOptions {
   split?: "test" | "train";
   labels?: Cifar100Labels;
   keys?: NpzKeys;
+  /** .npy images: the labels' .npy (default: `npyLabelsPath`'s sibling). */
+  labelsFile?: string;
   /** The model's input, for image folders (size, channels) and .npz (class count). */
   target?: ImageShape;
   classes?: number;
@@ -64,15 +67,10 @@ export async function detectFormat(path: string): Promise<DataFormat> {
   }
   if (stat.isFile) {
     if (extname(path).toLowerCase() === ".npz") return "npz";
-    if (extname(path).toLowerCase() === ".npy") {
-      throw new UserError(
-        `${path} is an .npy, which holds one array: save the images and labels together with ` +
-          `np.savez("test.npz", x_test=x, y_test=y) and pass the .npz.`,
-      );
-    }
+    if (extname(path).toLowerCase() === ".npy") return "npy";
     throw new UserError(
-      `${path} is a file but not an .npz: --data takes a folder (CIFAR-10/100 binary, MNIST IDX, class ` +
-        `folders of images) or an .npz; or say which with --format.`,
+      `${path} is a file but not an .npz or .npy: --data takes a folder (CIFAR-10/100 binary, MNIST IDX, class ` +
+        `folders of images), an .npz or an .npy of images; or say which with --format.`,
     );
   }
   if (await isFile(join(path, TEST_FILE))) return "cifar10";
@@ -110,6 +108,15 @@ export async function openImageSet(path: string, opts: DataOptions = {}): Promis
       const bytes = await readDataFile(path, `no data at ${path}: it does not exist.`);
       return limitSet(loadNpzSet(bytes, path, opts.keys ?? {}, opts.classes), limit);
     }
+    case "npy": {
+      const x = decodeNpy(await readDataFile(path, `no data at ${path}: it does not exist.`), path);
+      const yPath = await npyLabelsPath(path, opts.labelsFile);
+      const y = decodeNpy(
+        await readDataFile(yPath, `${yPath} (the labels of ${path}) does not exist.`),
+        yPath,
+      );
+      return imageSetFromArrays(x, y, `${path} + ${basename(yPath)}`, opts.classes, limit);
+    }
     case "images":
       return await loadImageFolder(path, {
         target: opts.target,
@@ -119,4 +126,34 @@ export async function openImageSet(path: string, opts: DataOptions = {}): Promis
         onProgress: opts.onProgress,
       });
   }
+}
+
+/**
+ * Where the labels of the images in the .npy `path` are: `given` (--labels-file), else the
+ * sibling file named by replacing the leading "x" of the file name with "y" (x_test.npy ->
+ * y_test.npy, x.npy -> y.npy). A name without a leading "x", or a sibling that does not exist,
+ * is a one-line UserError saying to pass --labels-file.
+ *
+ * @example
+ * ```ts
+ * await npyLabelsPath("data/x_test.npy"); // "data/y_test.npy" (when it exists)
+ * ```
+ */
+export async function npyLabelsPath(path: string, given?: string): Promise<string> {
+  if (given !== undefined) return given;
+  const name = basename(path);
+  if (!/^x/i.test(name)) {
+    throw new UserError(
+      `${path}: an .npy holds only the images and its name does not start with 'x' (x_test.npy -> ` +
+        `y_test.npy), so its labels cannot be found: pass --labels-file LABELS.npy.`,
+    );
+  }
+  const sibling = join(dirname(path), (name[0] === "X" ? "Y" : "y") + name.slice(1));
+  if (!await isFile(sibling)) {
+    throw new UserError(
+      `${path}: its labels ${sibling} (the name with the leading 'x' made 'y') do not exist: ` +
+        `pass --labels-file LABELS.npy.`,
+    );
+  }
+  return sibling;
 }

@@ -153,14 +153,15 @@ export function describeIO(io: ModelIO): string {
 
 /**
  * Throw a UserError unless `ds` fits the model: the same image shape, and labels within its
- * classes (the data's class count, where it says, equal to the model's).
+ * classes (the data's class count, where it says, equal to the model's). `flag` names the data
+ * in the message (--data, --calib).
  *
  * @example
  * ```ts
  * checkDataFits(loaded.io, test, loaded.path); // "model expects 28x28x1 -> 10, data is 32x32x3 with 100 classes"
  * ```
  */
-export function checkDataFits(io: ModelIO, ds: Dataset, path: string): void {
+export function checkDataFits(io: ModelIO, ds: Dataset, path: string, flag = "--data"): void {
   const s = datasetShape(ds);
   const classes = ds.classNames?.length ?? 10;
   const sameShape = s.height === io.shape.height && s.width === io.shape.width &&
@@ -168,13 +169,13 @@ export function checkDataFits(io: ModelIO, ds: Dataset, path: string): void {
   const top = ds.labels.reduce((m, y) => Math.max(m, y), 0);
   if (!sameShape || classes !== io.classes || top >= io.classes) {
     throw new UserError(
-      `${path}: the model expects ${
-        describeIO(io)
-      }, the data ${ds.source} is ${s.height}x${s.width}x${s.channels} ` +
+      `${path}: the model expects ${describeIO(io)}, the ${
+        flag === "--data" ? "" : `${flag} `
+      }data ${ds.source} is ${s.height}x${s.width}x${s.channels} ` +
         `with ${classes} classes${
           top >= io.classes ? ` (labels up to ${top})` : ""
         }: pick the model's data ` +
-        `(--data, --format, --labels) or, for image folders, --resize / --color.`,
+        `(${flag}, --format, --labels) or, for image folders, --resize / --color.`,
     );
   }
 }

@@ -7,6 +7,7 @@
 import type { CsvCell } from "./outputs.ts";
 import type { CriterionRun, CriterionSummary } from "./compare.ts";
 import type { AccuracySeries } from "../viz/charts.ts";
+import type { CalibCurve } from "../types.ts";
 
 /** A CSV table: header and rows. */
 export interface Table {
@@ -109,4 +110,28 @@ export function comparisonSeries(summaries: CriterionSummary[]): AccuracySeries[
     points: s.points.map((p) => ({ k: p.k, accuracy: p.accuracy })),
     ...(s.runs > 1 ? { band: s.points.map((p) => ({ k: p.k, min: p.min, max: p.max })) } : {}),
   }));
+}
+
+/**
+ * sweep.csv: one ranking's `detailTable`, or several criteria's `comparisonTable`; with held-out
+ * data, its curve as `calib_accuracy`, `calib_correct`, `calib_total` columns after them (the
+ * source is in sweep.json's `calib`).
+ *
+ * @example
+ * ```ts
+ * sweepTable(runs, summaries, result.calib).header; // ["k", ..., "calib_accuracy", "calib_correct", "calib_total"]
+ * ```
+ */
+export function sweepTable(runs: CriterionRun[], summaries: CriterionSummary[], calib?: CalibCurve): Table {
+  const table = runs.length === 1 ? detailTable(runs) : comparisonTable(summaries);
+  if (!calib) return table;
+  const kAt = table.header.indexOf("k");
+  const byK = new Map(calib.results.map((p) => [p.k, p]));
+  return {
+    header: [...table.header, "calib_accuracy", "calib_correct", "calib_total"],
+    rows: table.rows.map((row) => {
+      const p = byK.get(row[kAt] as number);
+      return [...row, p?.accuracy ?? null, p?.correct ?? null, p?.total ?? null];
+    }),
+  };
 }

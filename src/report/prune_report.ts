@@ -138,7 +138,15 @@ export interface CompressionReport {
   criterion: string;
   seed: number | null;
   rankings: string;
-  selection: { mode: Selection["mode"]; maxDrop: number | null; k: Record<string, number> };
+  /** The held-out data that ranked and chose K (--calib, --calib-split); null: the test set did. */
+  calib: { source: string; images: number } | null;
+  selection: {
+    mode: Selection["mode"];
+    maxDrop: number | null;
+    k: Record<string, number>;
+    /** Which data ranked and chose: "held-out" or "test" (the lab's way). */
+    chosenOn: "held-out" | "test";
+  };
   layers: (LayerSurgery & { k: number })[];
   before: ModelFigures;
   masked: { accuracy: number; correct: number; from: string };
@@ -189,8 +197,11 @@ export function compressionReport(r: PruneRun): CompressionReport {
     testImages: r.testImages,
     criterion: r.criterion,
     seed: r.seed,
-    rankings: "each layer's channels ranked on the original (unpruned) model over the test images",
-    selection: { mode: sel.mode, maxDrop: r.maxDrop, k: sel.ks },
+    rankings: `each layer's channels ranked on the original (unpruned) model over the ${
+      sel.heldOut ? `${sel.heldOut.images} held-out images (${sel.heldOut.source})` : "test images"
+    }`,
+    calib: sel.heldOut ?? null,
+    selection: { mode: sel.mode, maxDrop: r.maxDrop, k: sel.ks, chosenOn: sel.heldOut ? "held-out" : "test" },
     layers: r.layers.map((l) => ({ ...l, k: sel.ks[l.layer] })),
     before: r.before,
     masked: {
@@ -304,7 +315,9 @@ export function pruneSummary(report: CompressionReport, out: string): string {
     }, fold into ${l.consumer}: ${l.fold}`
   );
   const lines = [
-    `pruned (${report.selection.mode}):`,
+    `pruned (${report.selection.mode}; ranked${report.selection.mode === "k" ? "" : " and K chosen"} on ${
+      report.calib ? `${report.calib.images} held-out images: ${report.calib.source}` : "the test images"
+    }):`,
     ...layers,
     `parameters      ${before.parameters} -> ${after.parameters} (${
       pct(after.parameters / before.parameters)

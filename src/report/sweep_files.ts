@@ -2,6 +2,7 @@
  * The files of `sweep` beside its sweep.csv: the averaged feature maps (a grid PNG, channel 0
  * enlarged, the maps as JSON), the ranking and per-criterion sweep tables, and sweep.json.
  */
+import { bandChoices } from "../sweep/summary.ts";
 import { join } from "node:path";
 import { writeFileAtomic } from "../core/atomic.ts";
 import type { Criterion } from "../rank/registry.ts";
@@ -107,6 +108,8 @@ export async function writeSweepJson(out: string, result: SweepResult, r: SweepR
       order: run.ranking.order,
       results: run.results,
     })),
+    // The 1/2/5-point K and the data that chose each (the held-out curve, or the test curve).
+    bands: bandChoices(result.results, result.calib),
     comparison: r.summaries,
     verdicts: r.verdicts,
   });

@@ -4,7 +4,7 @@
  */
 import type { SweepResult } from "../types.ts";
 import type { DeadChannel } from "../rank/activation.ts";
-import { largestKWithin, SUMMARY_BANDS } from "../sweep/summary.ts";
+import { bandChoices, chosenOnText } from "../sweep/summary.ts";
 import { formatSeconds } from "../ui/progress.ts";
 import type { CriterionSummary, FractionVerdict } from "./compare.ts";
 
@@ -32,20 +32,28 @@ export function criteriaSummary(
 }
 
 /**
- * The lines `sweep` prints at the end: the baseline, how far K goes within 1, 2 and 5 points,
- * `extra` lines, the timings and where the outputs are.
+ * The lines `sweep` prints at the end: the baseline, how far K goes within 1, 2 and 5 points
+ * (on the held-out curve when there is one, test accuracy reported; each line says which), `extra` lines, the timings and where the outputs are.
  */
 export function sweepSummary(r: SweepResult, out: string, extra: string[] = []): string {
   const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
   const lines = [
     `baseline accuracy (K = 0): ${pct(r.baselineAccuracy)} on ${r.samples} images`,
-    ...SUMMARY_BANDS.map((p) => {
-      const k = largestKWithin(r.results, p);
-      const acc = r.results.find((x) => x.k === k)!.accuracy;
-      return `within ${p} point${p > 1 ? "s" : ""}: up to K = ${k} of ${r.channels} channels (${
-        (100 * k / r.channels).toFixed(0)
-      }%), accuracy ${pct(acc)}`;
-    }),
+    ...(r.calib
+      ? [
+        `held-out data (ranks and chooses K): ${r.calib.source}, ${r.calib.images} images, baseline ${
+          pct(r.calib.baselineAccuracy)
+        }`,
+      ]
+      : []),
+    ...bandChoices(r.results, r.calib).map((c) =>
+      `within ${c.points} point${c.points > 1 ? "s" : ""} (${
+        chosenOnText(c)
+      }): up to K = ${c.k} of ${r.channels} ` +
+      `channels (${(100 * c.k / r.channels).toFixed(0)}%), test accuracy ${pct(c.testAccuracy)}${
+        c.calibAccuracy === undefined ? "" : ` (held-out ${pct(c.calibAccuracy)})`
+      }`
+    ),
     ...extra,
     `timings: ${Object.entries(r.timings).map(([k, v]) => `${k} ${formatSeconds(v)}`).join(", ")}`,
     `outputs in ${out}/`,

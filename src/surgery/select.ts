@@ -60,6 +60,15 @@ export interface Selection {
   sweeps: Record<string, SweepPoint[]>;
   before: { correct: number };
   masked: { correct: number; from: string; classes: Int32Array };
+  /** The held-out data that ranked and chose K (absent: the test set did, as in the lab). */
+  heldOut?: { source: string; images: number };
+}
+
+/** Held-out data to rank and choose on instead of the test set (--calib, --calib-split). */
+export interface HeldOut {
+  data: Dataset;
+  /** Where it came from, for compression.json and the report. */
+  source: string;
 }
 
 /** How to rank a layer's channels. */
@@ -71,15 +80,39 @@ export interface RankOptions {
   batch: number;
 }
 
-/** Rank `layer`'s channels on the unpruned model (one prefix pass over `test`). */
-async function rankLayer(loaded: LoadedModel, layer: LayerRef, test: Dataset, opts: RankOptions) {
-  const split = await splitModelAsync(loaded.model, layer);
-  const bar = new Progress({ label: `${layer.name} outputs`, total: test.count, unit: "img" });
-  const outputs = await computeLayerOutputs(split, test, loaded.preprocessing, {
-    batch: opts.batch,
+/** `split`'s layer outputs over `data`, with a progress bar. */
+async function outputsOf(
+  split: SplitModel,
+  data: Dataset,
+  loaded: LoadedModel,
+  batch: number,
+  label: string,
+) {
+  const bar = new Progress({ label, total: data.count, unit: "img" });
+  const outputs = await computeLayerOutputs(split, data, loaded.preprocessing, {
+    batch,
     onProgress: (n) => bar.set(n),
   });
   bar.done();
+  return outputs;
+}
+
+/** Rank `layer`'s channels on the unpruned model (one prefix pass over `data`). */
+async function rankLayer(
+  loaded: LoadedModel,
+  layer: LayerRef,
+  data: Dataset,
+  opts: RankOptions,
+  heldOut: boolean,
+) {
+  const split = await splitModelAsync(loaded.model, layer);
+  const outputs = await outputsOf(
+    split,
+    data,
+    loaded,
+    opts.batch,
+    `${layer.name} ${heldOut ? "held-out " : ""}outputs`,
+  );
   const ranking = await opts.criterion.rank({
     model: loaded.model,
     layer,
@@ -141,7 +174,8 @@ export async function sweepWithin(
 
 /**
  * One layer (`opts.layer`, default the last Conv2D) and its K: given (`opts.k`), or the largest
- * within `opts.maxDrop` points (`sweepWithin`); the masked reference from the fast sweep.
+ * within `opts.maxDrop` points (`sweepWithin`); the masked reference from the fast sweep. With
+ * `opts.heldOut` that data ranks and its sweep chooses K; the test set is then only scored.
  *
  * @example
  * ```ts
@@ -152,25 +186,34 @@ export async function sweepWithin(
 export async function selectSingle(
   loaded: LoadedModel,
   test: Dataset,
-  opts: { layer?: string; k?: number; maxDrop?: number; rank: RankOptions },
+  opts: { layer?: string; k?: number; maxDrop?: number; rank: RankOptions; heldOut?: HeldOut },
 ): Promise<Selection> {
   const layer = pickLayer(loaded.model, opts.layer);
   if (opts.k !== undefined && opts.k > layer.channels) {
     throw new UserError(`--k ${opts.k} is more than the ${layer.channels} channels of ${layer.name}.`);
   }
-  const { split, outputs, ranking } = await rankLayer(loaded, layer, test, opts.rank);
+  const held = opts.heldOut;
+  const chooseOn = held?.data ?? test;
+  const ranked = await rankLayer(loaded, layer, chooseOn, opts.rank, held !== undefined);
+  const { split, ranking } = ranked;
   const full = opts.k === undefined;
-  let k: number, sweep: SweepPoint[];
+  let k = opts.k!, sweep: SweepPoint[] = [];
   if (full) {
-    ({ k, sweep } = await sweepWithin(split, outputs, test.labels, ranking, opts.maxDrop!, "sweep"));
-  } else {
-    k = opts.k!;
-    sweep = await sweepFast(split, outputs, test.labels, ranking, { kValues: [0, k] });
+    const label = held ? "held-out sweep" : "sweep";
+    ({ k, sweep } = await sweepWithin(split, ranked.outputs, chooseOn.labels, ranking, opts.maxDrop!, label));
   }
+  // The test set: the same pass when it chose, else one more, scored at K = 0 and the K chosen.
+  const outputs = held
+    ? await outputsOf(split, test, loaded, opts.rank.batch, `${layer.name} outputs`)
+    : ranked.outputs;
+  const scored = full && !held
+    ? sweep
+    : await sweepFast(split, outputs, test.labels, ranking, { kValues: [0, k] });
   const pruned = ranking.order.slice(0, k);
-  const at = (kk: number) => sweep.find((p) => p.k === kk)!;
+  const at = (kk: number) => scored.find((p) => p.k === kk)!;
   const classes = await maskedClasses(split, outputs, pruned, opts.rank.batch);
   return {
+    ...(held ? { heldOut: { source: held.source, images: held.data.count } } : {}),
     mode: full ? "max-drop" : "k",
     removals: [{ layer: layer.name, channels: pruned }],
     ks: { [layer.name]: k },
@@ -184,6 +227,7 @@ export async function selectSingle(
 /**
  * Several layers (--plan), each ranked on the unpruned model, each K given or chosen by its own
  * sweep within `maxDrop`; the masked reference from the model with every pruned channel zeroed.
+ * With `heldOut` that data ranks and chooses; the test set is only scored.
  *
  * @example
  * ```ts
@@ -196,6 +240,7 @@ export async function selectPlan(
   plan: PlanEntry[],
   rank: RankOptions,
   maxDrop: number | undefined,
+  heldOut?: HeldOut,
 ): Promise<Selection> {
   const batch = rank.batch;
   const layers = plan.map((e) => pickLayer(loaded.model, e.layer));
@@ -213,17 +258,18 @@ export async function selectPlan(
   const sweeps: Record<string, SweepPoint[]> = {};
   const ks: Record<string, number> = {};
   for (const [i, layer] of layers.entries()) {
-    const { split, outputs, ranking } = await rankLayer(loaded, layer, test, rank);
+    const chooseOn = heldOut?.data ?? test;
+    const { split, outputs, ranking } = await rankLayer(loaded, layer, chooseOn, rank, heldOut !== undefined);
     rankings[layer.name] = ranking;
     if (plan[i].k === null) {
       // This layer alone, swept: the largest K within --max-drop (at most C - 1).
       const { k, sweep } = await sweepWithin(
         split,
         outputs,
-        test.labels,
+        chooseOn.labels,
         ranking,
         maxDrop!,
-        `${layer.name} sweep`,
+        `${layer.name} ${heldOut ? "held-out " : ""}sweep`,
       );
       sweeps[layer.name] = sweep;
       ks[layer.name] = k;
@@ -248,6 +294,7 @@ export async function selectPlan(
   bar.done();
   masked.dispose();
   return {
+    ...(heldOut ? { heldOut: { source: heldOut.source, images: heldOut.data.count } } : {}),
     mode: "plan",
     removals,
     ks,

@@ -1,5 +1,5 @@
 /** Reading a sweep: how far can K go before accuracy leaves a tolerance band around the baseline. */
-import type { SweepPoint } from "../types.ts";
+import type { CalibCurve, SweepPoint } from "../types.ts";
 
 /**
  * The largest K such that every evaluated K' <= K keeps accuracy within `points` percentage
@@ -25,6 +25,50 @@ export function largestKWithin(results: SweepPoint[], points: number): number {
 
 /** The tolerance bands the summary reports, in percentage points. */
 export const SUMMARY_BANDS = [1, 2, 5];
+
+/** The K of one tolerance band, the data that chose it, and its test accuracy. */
+export interface BandChoice {
+  points: number;
+  k: number;
+  /** "calib": read off the held-out curve; "test": read off the test curve itself (the lab's way). */
+  chosenOn: "calib" | "test";
+  testAccuracy: number;
+  /** The held-out accuracy at K, when the held-out curve chose. */
+  calibAccuracy?: number;
+}
+
+/**
+ * The largest K within each band: on the held-out curve when there is one (then the test curve
+ * only reports it), else on the test curve.
+ *
+ * @example
+ * ```ts
+ * bandChoices(result.results, result.calib); // [{ points: 1, k: 40, chosenOn: "calib", ... }, ...]
+ * ```
+ */
+export function bandChoices(
+  test: SweepPoint[],
+  calib?: Pick<CalibCurve, "results">,
+  bands = SUMMARY_BANDS,
+): BandChoice[] {
+  return bands.map((points) => {
+    const k = largestKWithin(calib?.results ?? test, points);
+    const testPoint = test.find((p) => p.k === k);
+    if (!testPoint) throw new Error(`the test sweep has no point at K = ${k}`);
+    return {
+      points,
+      k,
+      chosenOn: calib ? "calib" : "test",
+      testAccuracy: testPoint.accuracy,
+      ...(calib ? { calibAccuracy: calib.results.find((p) => p.k === k)!.accuracy } : {}),
+    };
+  });
+}
+
+/** "chosen on the held-out data" or "read off the test curve": what chose a band's K. */
+export function chosenOnText(c: Pick<BandChoice, "chosenOn">): string {
+  return c.chosenOn === "calib" ? "chosen on the held-out data" : "read off the test curve";
+}
 
 /**
  * A warning line when `accuracy` on `images` images is no better than guessing among `classes`

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { zipSync } from "fflate";
+import { unzipSync, zipSync } from "fflate";
 import { encode as encodePng } from "fast-png";
 import { main } from "../../main.ts";
 import { fixture, SHARED, withTempDir } from "../_helpers.ts";
@@ -48,6 +48,29 @@ Deno.test("sweep, any data: IDX and .npz of the same images give the same counts
     assert.deepEqual(
       await sweepCounts(join(dir, "a"), [...m, "--data", fixture("data/fashion-tiny")]),
       await sweepCounts(join(dir, "b"), [...m, "--data", fixture("data/gray-tiny.npz")]),
+    );
+  });
+});
+
+Deno.test("sweep, any data: an .npy of images with its y_ sibling gives the .npz's counts; --labels-file too", async () => {
+  await withTempDir(async (dir) => {
+    const arrays = unzipSync(await Deno.readFile(fixture("data/gray-tiny.npz")));
+    await Deno.writeFile(join(dir, "x_test.npy"), arrays["x_test.npy"]);
+    await Deno.writeFile(join(dir, "y_test.npy"), arrays["y_test.npy"]);
+    await Deno.writeFile(join(dir, "labels.npy"), arrays["y_test.npy"]);
+    const m = ["--model", fixture("models/tiny-gray/model.json")];
+    const npz = await sweepCounts(join(dir, "a"), [...m, "--data", fixture("data/gray-tiny.npz")]);
+    assert.deepEqual(await sweepCounts(join(dir, "b"), [...m, "--data", join(dir, "x_test.npy")]), npz);
+    await Deno.remove(join(dir, "y_test.npy"));
+    assert.deepEqual(
+      await sweepCounts(join(dir, "c"), [
+        ...m,
+        "--data",
+        join(dir, "x_test.npy"),
+        "--labels-file",
+        join(dir, "labels.npy"),
+      ]),
+      npz,
     );
   });
 });

@@ -14,6 +14,7 @@ import { loadCifar100Set } from "../../src/data/cifar100.ts";
 import { decodeNpy, encodeNpy, loadNpzSet } from "../../src/data/numpy.ts";
 import { convertChannels, loadImageFolder, resizeBilinear } from "../../src/data/image_folder.ts";
 import { gunzipBounded } from "../../src/data/gzip.ts";
+import { openImageSet } from "../../src/data/open.ts";
 
 async function withTemp(f: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "prunescope-readers-" });
@@ -262,7 +263,7 @@ Deno.test("resizeBilinear matches tf.image.resizeBilinear (half-pixel centres), 
 });
 
 Deno.test("openImageSet: the format is recognised from what --data holds", async () => {
-  const { detectFormat, openImageSet } = await import("../../src/data/open.ts");
+  const { detectFormat } = await import("../../src/data/open.ts");
   const tiny = new URL("../../fixtures/cifar10-tiny", import.meta.url).pathname;
   assert.equal(await detectFormat(tiny), "cifar10");
   const set = await openImageSet(tiny, { limit: 7 });
@@ -287,10 +288,49 @@ Deno.test("openImageSet: the format is recognised from what --data holds", async
     assert.equal(await detectFormat(npz), "npz");
     assert.equal((await openImageSet(npz, { classes: 10 })).classNames.length, 10);
     await Deno.writeFile(join(dir, "x.npy"), encodeNpy(new Uint8Array(1), "u1", [1]));
-    await rejects(detectFormat(join(dir, "x.npy")), /holds one array: save the images and labels together/);
+    assert.equal(await detectFormat(join(dir, "x.npy")), "npy");
     await rejects(detectFormat(join(dir, "nope")), /no data at .*nope: it does not exist/);
     assert.equal(await detectFormat(dir), "images");
     const empty = await Deno.makeTempDir({ dir });
     assert.equal(await detectFormat(empty), "cifar10"); // CIFAR-10's reader then says what is missing
+  });
+});
+
+Deno.test(".npy alone: images and a labels .npy (--labels-file or the x -> y sibling), the .npz's numbers", async () => {
+  await withTemp(async (dir) => {
+    const xs = [4, 6, 5, 3];
+    const x = new Uint8Array(4 * 6 * 5 * 3).map((_, i) => (i * 37) % 256);
+    const labels = new Int32Array([2, 0, 1, 2]);
+    await Deno.writeFile(join(dir, "x_test.npy"), encodeNpy(x, "u1", xs));
+    await Deno.writeFile(join(dir, "y_test.npy"), encodeNpy(labels, "i4", [4]));
+    await Deno.writeFile(join(dir, "other.npy"), encodeNpy(new Int32Array([1, 1, 0, 0]), "i4", [4]));
+    const fromNpz = loadNpzSet(
+      zipSync({ "x_test.npy": encodeNpy(x, "u1", xs), "y_test.npy": encodeNpy(labels, "i4", [4]) }),
+      "t.npz",
+      {},
+      10,
+    );
+    const sibling = await openImageSet(join(dir, "x_test.npy"), { classes: 10 });
+    assert.deepEqual(sibling.images, fromNpz.images);
+    assert.deepEqual(sibling.labels, fromNpz.labels);
+    assert.deepEqual(sibling.shape, { height: 6, width: 5, channels: 3 });
+    assert.match(sibling.source, /x_test\.npy \+ y_test\.npy$/);
+    const given = await openImageSet(join(dir, "x_test.npy"), {
+      classes: 10,
+      labelsFile: join(dir, "other.npy"),
+    });
+    assert.deepEqual([...given.labels], [1, 1, 0, 0]);
+    // The labels cannot be found: one line each, saying to pass --labels-file.
+    await Deno.copyFile(join(dir, "x_test.npy"), join(dir, "images.npy"));
+    await rejects(openImageSet(join(dir, "images.npy"), {}), /does not start with 'x'.*pass --labels-file/);
+    await Deno.copyFile(join(dir, "x_test.npy"), join(dir, "x_val.npy"));
+    await rejects(
+      openImageSet(join(dir, "x_val.npy"), {}),
+      /its labels .*y_val\.npy .* do not exist: pass --labels-file/,
+    );
+    await rejects(
+      openImageSet(join(dir, "x_test.npy"), { labelsFile: join(dir, "nope.npy") }),
+      /nope\.npy \(the labels of .*x_test\.npy\) does not exist/,
+    );
   });
 });

@@ -63,6 +63,8 @@ export interface RunRecord {
   started: string;
   model: { path: string; format?: string; sha256: string; files?: { path: string; sha256: string }[] };
   data: { path: string; images: number };
+  /** The held-out data that ranked and chose (--calib, --calib-split), when given. */
+  calib?: { source: string; images: number };
   layer?: string;
   backend: string;
   engine?: string;
@@ -160,6 +162,14 @@ function runHtml(r: RunRecord): string {
     ["model SHA-256", r.model.sha256],
     ...(r.model.files ?? []).map((f): [string, string] => [`  ${f.path}`, f.sha256]),
     ["data", `${r.data.path} (${r.data.images} images)`],
+    ...(r.calib
+      ? [
+        ["held-out data (ranks, chooses)", `${r.calib.source} (${r.calib.images} images)`] as [
+          string,
+          string,
+        ],
+      ]
+      : []),
     ...(r.layer ? [["layer", r.layer] as [string, string]] : []),
     ["backend", r.backend],
     ...(r.engine ? [["engine", r.engine] as [string, string]] : []),

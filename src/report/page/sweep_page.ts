@@ -7,7 +7,7 @@
 import type { SweepResult } from "../../types.ts";
 import type { ConfusionMatrix } from "../../surgery/confusion.ts";
 import type { CriterionRun } from "../compare.ts";
-import { largestKWithin, SUMMARY_BANDS } from "../../sweep/summary.ts";
+import { bandChoices } from "../../sweep/summary.ts";
 import { type ClassAccuracyData, confusionChart } from "../../viz/class_charts.ts";
 import { classChart } from "../class_tables.ts";
 import type { ReportChart, ReportRecord, ReportTable, RunRecord } from "./html.ts";
@@ -37,7 +37,7 @@ export interface SweepReportInput {
 
 /** The K where each summary band (1, 2, 5 points) ends, from the first ranking's sweep. */
 export function bandKs(result: SweepResult): { points: number; k: number }[] {
-  return SUMMARY_BANDS.map((points) => ({ points, k: largestKWithin(result.results, points) }));
+  return bandChoices(result.results, result.calib).map(({ points, k }) => ({ points, k }));
 }
 
 /**
