@@ -10,7 +10,6 @@
  * -> surgery -> checks and measurements -> writers -> optional fine-tune -> writers.
  */
 import { join } from "node:path";
-import { UserError } from "../core/errors.ts";
 import { parseFlags, parsePreprocessing, positiveInt, positiveNumber, pruneChoice } from "../cli/args.ts";
 import { planResources } from "../cli/resources.ts";
 import { CALIB_FLAGS, CALIB_HELP, DATA_FLAGS, DATA_HELP, openSession, Stopwatch } from "../cli/session.ts";
