@@ -15,7 +15,7 @@ import { largestKWithin } from "../sweep/summary.ts";
 import { UserError } from "../core/errors.ts";
 import { Progress } from "../ui/progress.ts";
 import type { Dataset, Ranking, SweepPoint } from "../types.ts";
-import { type ChannelRemoval, zeroChannels } from "./remove.ts";
+import { type ChannelRemoval, maskedReference } from "./remove.ts";
 import { countMatches, maskedClasses, predictClasses } from "./measure.ts";
 
 /** One `layer:k` entry of --plan; `k` null when --max-drop chooses it from the layer's own sweep. */
@@ -242,7 +242,7 @@ export async function selectPlan(
     onProgress: (n) => bar.set(n),
   });
   bar.done();
-  const masked = await zeroChannels(loaded.model, removals);
+  const masked = await maskedReference(loaded.model, removals);
   bar = new Progress({ label: "masked accuracy", total: test.count, unit: "img" });
   const classes = await predictClasses(masked, test, prep, { batch, onProgress: (n) => bar.set(n) });
   bar.done();

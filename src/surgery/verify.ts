@@ -11,7 +11,7 @@ import { writeKerasH5 } from "../model/keras/h5_writer.ts";
 import { loadModel } from "../model/load.ts";
 import { writeFileAtomic } from "../core/atomic.ts";
 import { Progress } from "../ui/progress.ts";
-import { type ChannelRemoval, zeroChannels } from "./remove.ts";
+import { type ChannelRemoval, maskedReference } from "./remove.ts";
 import { countMatches, maxOutputDifference, predictClasses } from "./measure.ts";
 
 /** Largest |masked - slim| output difference accepted as float rounding. */
@@ -51,7 +51,7 @@ export async function checkSlim(
   masked: { correct: number; classes: Int32Array },
   batch: number,
 ): Promise<SlimCheck> {
-  const zeroed = await zeroChannels(model, removals);
+  const zeroed = await maskedReference(model, removals);
   const maxDiff = await maxOutputDifference(zeroed, slim, test, prep, PROBE_IMAGES);
   zeroed.dispose();
   const bar = new Progress({ label: "slim accuracy", total: test.count, unit: "img" });
