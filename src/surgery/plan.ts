@@ -47,10 +47,15 @@ export interface Units {
   cost: CostModel;
 }
 
+/** Channels 1 .. C - 1. */
+const allBut0 = (channels: number) => Array.from({ length: channels - 1 }, (_, c) => c + 1);
+
 /**
  * Every conv layer of `model` that surgery can cut, a coupled channel group as one unit (named
  * by its members joined by "+"); whether each keeps a carrier comes from one probe surgery that
- * prunes channel 0 of every unit.
+ * prunes all channels but channel 0 of every unit (a unit keeps one when some of its pruned
+ * channels send a constant to a 'same' conv: the cost model counts it whenever K > 0, so its
+ * figure is exact then and one channel high for a K whose channels send none).
  *
  * @example
  * ```ts
@@ -80,7 +85,7 @@ export async function prunableUnits(model: tf.LayersModel, spec = "all"): Promis
   }
   const probe = await removeChannels(
     model,
-    units.flatMap((u) => u.layers.map((layer) => ({ layer, channels: [0] }))),
+    units.flatMap((u) => u.layers.map((layer) => ({ layer, channels: allBut0(u.channels) }))),
   );
   probe.model.dispose();
   for (const u of units) {

@@ -112,14 +112,18 @@ async function valuesAt(
   const { specs, data } = encodeWeights(artifacts.weightSpecs ?? [], store);
   const m = await buildModel({ ...artifacts, weightSpecs: specs, weightData: data });
   try {
-    const outputs = syms.map((s) =>
-      m.getLayer(s.sourceLayer.name).getOutputAt(s.nodeIndex) as tf.SymbolicTensor
-    );
+    // Each tensor once (several consumers may read one).
+    const names = [...new Set(syms.map((s) => s.name))];
+    const outputs = names.map((name) => {
+      const s = syms.find((t) => t.name === name)!;
+      return m.getLayer(s.sourceLayer.name).getOutputAt(s.nodeIndex) as tf.SymbolicTensor;
+    });
     const probe = tf.model({ inputs: m.inputs, outputs });
     const zeros = m.inputs.map((t) => tf.zeros([1, ...t.shape.slice(1) as number[]]));
     const got = tf.tidy(() => ([] as tf.Tensor[]).concat(probe.predict(zeros) as tf.Tensor | tf.Tensor[]));
     zeros.forEach((z) => z.dispose());
-    return await Promise.all(got.map(readAndDispose));
+    const values = await Promise.all(got.map(readAndDispose));
+    return syms.map((s) => values[names.indexOf(s.name)]);
   } finally {
     m.dispose();
   }
@@ -294,6 +298,8 @@ interface ConsumerFold {
   positions: number[];
   values: number[];
   carrierAt: number | null;
+  /** What the carrier sends this consumer in the slim model (its masked constant, unless boosted). */
+  carrierValue: number;
   bias: boolean;
 }
 
@@ -324,16 +330,79 @@ async function planFolds(
     const nonzero = positions.map((_, k) => k).filter((k) => values[k] !== 0);
     let carrierAt: number | null = null;
     if (nonzero.length > 0 && !(full && hasBias)) {
-      // Prefer a channel that already carries for another consumer, else the largest |value|.
-      const rank = (k: number) =>
-        (carriers.has(trace.root(use.inLabels[positions[k]])) ? 1e300 : 0) +
-        Math.abs(values[k]);
-      carrierAt = nonzero.reduce((best, k) => rank(k) > rank(best) ? k : best, nonzero[0]);
+      // A channel that already carries for another consumer (one carrier per group), else the largest |value|.
+      const carrying = positions.map((_, k) => k).filter((k) =>
+        carriers.has(trace.root(use.inLabels[positions[k]]))
+      );
+      const from = carrying.length > 0 ? carrying : nonzero;
+      carrierAt = from.reduce((best, k) => Math.abs(values[k]) > Math.abs(values[best]) ? k : best, from[0]);
       carriers.add(trace.root(use.inLabels[positions[carrierAt]]));
     }
-    return { use, positions, values, carrierAt, bias: nonzero.length > 0 && carrierAt === null };
+    const carrierValue = carrierAt === null ? 0 : values[carrierAt];
+    return {
+      use,
+      positions,
+      values,
+      carrierAt,
+      carrierValue,
+      bias: nonzero.length > 0 && carrierAt === null,
+    };
   });
   return { folds, carriers };
+}
+
+/**
+ * Where a carrier sends 0 to a consumer it carries for (a relu that cuts its constant there),
+ * make it send a non-zero constant instead: its sources (every member's pruned channel) emit 1,
+ * by the BatchNormalization right after them (beta 1, moving mean 0) or else their bias, and
+ * each such consumer reads what the carrier now sends. Only the carrier's own channel changes.
+ */
+async function boostCarriers(
+  trace: ChannelTrace,
+  folds: ConsumerFold[],
+  artifacts: tf.io.ModelArtifacts,
+  store: Map<string, WeightValue>,
+): Promise<void> {
+  const weak = folds.filter((f) => f.carrierAt !== null && f.carrierValue === 0);
+  if (weak.length === 0) return;
+  const roots = new Set(weak.map((f) => trace.root(f.use.inLabels[f.positions[f.carrierAt!]])));
+  for (const conv of trace.convs) {
+    conv.out.forEach((label, c) => {
+      if (!roots.has(trace.root(label))) return;
+      const bn = trace.perChannel.find((u) =>
+        u.input.sourceLayer === conv.layer && u.layer.getClassName() === "BatchNormalization"
+      );
+      const beta = bn && weightOf(bn.layer, store, "beta");
+      const bias = weightOf(conv.layer, store, "bias");
+      if (bn && beta) {
+        beta.values[c] = 1;
+        weightOf(bn.layer, store, "moving_mean")!.values[c] = 0;
+      } else if (bias) bias.values[c] = 1;
+      else {
+        throw new UserError(
+          `cannot remove channels of ${conv.layer.name}: no pruned channel reaches ${
+            weak[0].use.layer.name
+          } with a ` +
+            `non-zero constant to carry the others', and it has no bias or BatchNormalization to make one; prune fewer.`,
+        );
+      }
+    });
+  }
+  // Every consumer the boosted carriers carry for reads their new constant.
+  const carried = folds.filter((f) =>
+    f.carrierAt !== null && roots.has(trace.root(f.use.inLabels[f.positions[f.carrierAt]]))
+  );
+  const read = await valuesAt(artifacts, store, carried.map((f) => f.use.input));
+  carried.forEach((f, n) => {
+    const i = f.positions[f.carrierAt!];
+    f.carrierValue = constantOf(read[n], f.use.inLabels.length, i, f.use.layer.name);
+    if (f.carrierValue === 0) {
+      throw new UserError(
+        `cannot remove channels: the carrier channel still sends 0 to ${f.use.layer.name}, so it cannot carry the ` +
+          `other pruned channels' constants there; prune fewer.`,
+      );
+    }
+  });
 }
 
 /** Fold one consumer's pruned constants into its bias or its carrier's slice; zero other carriers' slices. */
@@ -348,7 +417,7 @@ function applyFold(
   const taps = kernel.values.length / (cin * cout);
   const k = kernel.values;
   if (f.carrierAt !== null) {
-    const i0 = f.positions[f.carrierAt], v0 = f.values[f.carrierAt];
+    const i0 = f.positions[f.carrierAt], v0 = f.carrierValue;
     const slice = new Float64Array(taps * cout);
     f.positions.forEach((i, n) => {
       if (f.values[n] === 0) return;
@@ -509,6 +578,7 @@ export async function removeChannels(
   const artifacts = await saveToMemory(model);
   const store = await maskStore(model, trace, artifacts, pruned);
   const { folds, carriers } = await planFolds(trace, artifacts, store, isPruned);
+  await boostCarriers(trace, folds, artifacts, store);
   const isCarrier = (label: number) => label >= 0 && carriers.has(trace.root(label));
   for (const f of folds) applyFold(f, store, isCarrier);
   const layers = reports(model, trace, folds, carriers);

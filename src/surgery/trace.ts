@@ -187,6 +187,15 @@ export function traceChannels(model: tf.LayersModel, removals: ChannelRemoval[])
     const why = notOnChannels(layer, flat);
     if (why) fail(names, `${why}; only channel-wise layers can be passed.`);
     const kind = layerClass(cls);
+    if (cls === "SeparableConv2D" && (layer.weights[0]?.shape[3] ?? 1) > 1) {
+      // TF.js 4.22 saves a SeparableConv2D without its depth multiplier: the rebuilt model would not load.
+      fail(
+        names,
+        `their channels reach ${layer.name} (SeparableConv2D) with depth multiplier ${
+          layer.weights[0].shape[3]
+        }, which TF.js 4.22 cannot save and reload; only depth multiplier 1 is supported.`,
+      );
+    }
     if (CONSUMER_CLASSES.includes(cls) && step.inputs.length === 1) {
       trace.consumers.push({ layer, input: step.inputs[0], inLabels: first!, outLabels: null });
       continue;
