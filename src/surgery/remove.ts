@@ -269,6 +269,23 @@ export async function maskedReference(
 }
 
 /**
+ * Whether a pruned channel of `removals` passes a depthwise kernel, where the masked reference
+ * is not the lab's zeroing (see the module doc); a UserError when surgery cannot remove them.
+ *
+ * @example
+ * ```ts
+ * passesDepthwise(mobilenet, [{ layer: "expand", channels: [0] }]); // true
+ * ```
+ */
+export function passesDepthwise(model: tf.LayersModel, removals: ChannelRemoval[]): boolean {
+  const trace = traceChannels(model, removals);
+  const pruned = prunedLabels(trace);
+  return [...trace.perChannel, ...trace.consumers].some((u) =>
+    DEPTHWISE.includes(u.layer.getClassName()) && u.inLabels.some((l) => l >= 0 && pruned[l] === 1)
+  );
+}
+
+/**
  * A copy of `model` with the lab's masking applied: kernel[..., c] and bias[c] zeroed for every
  * channel c of every removal, nothing else (any conv layer; the sweep's naive method).
  *

@@ -10,6 +10,7 @@ import { fileLoader, fileSaver } from "../model/tfjs_io.ts";
 import { writeKerasH5 } from "../model/keras/h5_writer.ts";
 import { loadModel } from "../model/load.ts";
 import { writeFileAtomic } from "../core/atomic.ts";
+import { UserError } from "../core/errors.ts";
 import { Progress } from "../ui/progress.ts";
 import { type ChannelRemoval, maskedReference } from "./remove.ts";
 import { countMatches, maxOutputDifference, predictClasses } from "./measure.ts";
@@ -66,6 +67,25 @@ export async function checkSlim(
     maxDiff,
     equal: slimCorrect === masked.correct && maxDiff <= OUTPUT_TOLERANCE,
   };
+}
+
+/**
+ * Throw the UserError that says the slim model does not match the masked one (`check.equal`
+ * false), after the outputs are written to `out`; nothing when it matches.
+ *
+ * @example
+ * ```ts
+ * assertSlimEqual(check, sel.masked.correct, "out/prune");
+ * ```
+ */
+export function assertSlimEqual(check: SlimCheck, maskedCorrect: number, out: string): void {
+  if (check.equal) return;
+  throw new UserError(
+    `the slim model does not match the masked one: ${check.slimCorrect} vs ${maskedCorrect} correct, ` +
+      `${check.disagreements} images with another top class, max output difference ${
+        check.maxDiff.toExponential(2)
+      } (tolerance ${OUTPUT_TOLERANCE}); outputs are in ${out}/, please report this.`,
+  );
 }
 
 /** The largest |a - b| output of two models on 4 seeded random images. */
