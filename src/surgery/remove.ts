@@ -34,7 +34,13 @@
 import * as tf from "@tensorflow/tfjs";
 import { UserError } from "../core/errors.ts";
 import type { Sym } from "../model/graph.ts";
-import { type ChannelRemoval, type ChannelTrace, type LabelledUse, traceChannels } from "./trace.ts";
+import {
+  type ChannelRemoval,
+  type ChannelTrace,
+  checkRemovals,
+  type LabelledUse,
+  traceChannels,
+} from "./trace.ts";
 import {
   buildModel,
   decodeWeights,
@@ -93,13 +99,18 @@ async function readAndDispose(t: tf.Tensor): Promise<Float32Array> {
   }
 }
 
-/** The weights of `layer` in `store` whose saved name ends with `suffix`. */
+/** Whether a saved weight name is `suffix` ("conv1/kernel", "kernel_1", "dw/depthwise_kernel:0"). */
+function weightNamed(name: string, suffix: string): boolean {
+  return new RegExp(`(^|/)${suffix}(_\\d+)?(:\\d+)?$`).test(name);
+}
+
+/** The weight of `layer` in `store` named `suffix` (see `weightNamed`), or null. */
 function weightOf(
   layer: tf.layers.Layer,
   store: Map<string, WeightValue>,
   suffix: string,
 ): WeightValue | null {
-  const w = layer.weights.find((v) => v.originalName.endsWith(`/${suffix}`) || v.originalName === suffix);
+  const w = layer.weights.find((v) => weightNamed(v.originalName, suffix));
   return w ? store.get(w.originalName) ?? null : null;
 }
 
@@ -298,12 +309,9 @@ export async function zeroChannels(
   model: tf.LayersModel,
   removals: ChannelRemoval[],
 ): Promise<tf.LayersModel> {
+  checkRemovals(model, removals);
   const artifacts = await saveToMemory(model);
   const store = decodeWeights(artifacts);
-  for (const r of removals) {
-    const layer = model.layers.find((l) => l.name === r.layer);
-    if (!layer) throw new UserError(`no layer named ${r.layer} in the model.`);
-  }
   zeroPruned(model, removals, store);
   const { specs, data } = encodeWeights(artifacts.weightSpecs ?? [], store);
   return buildModel({ ...artifacts, weightSpecs: specs, weightData: data });
@@ -484,7 +492,7 @@ function slice(
   const cut = (layer: tf.layers.Layer, suffix: string | null, axis: number, keep: number[]) => {
     for (const w of layer.weights) {
       const name = w.originalName;
-      if (suffix !== null && !(name.endsWith(`/${suffix}`) || name === suffix)) continue;
+      if (suffix !== null && !weightNamed(name, suffix)) continue;
       const value = store.get(name);
       if (value) store.set(name, takeAlongAxis(value, axis < 0 ? value.shape.length + axis : axis, keep));
     }
