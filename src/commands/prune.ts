@@ -42,13 +42,14 @@ const HELP = `deno task prune [options]
 
 Remove the weakest channels of a conv layer for real: rank its channels (by default by their mean
 activation over the test set, as 'sweep' does), take out the K weakest (their kernel columns and biases, their
-BatchNorm entries and the next layer's matching inputs, with the constant they still sent folded
-into the next layer), and write the smaller TF.js model plus compression.json: parameters,
+BatchNorm and depthwise entries and the next layers' matching inputs, at a Concatenate's offset, with the
+constant they still sent folded into the next layers), and write the smaller TF.js model plus compression.json: parameters,
 multiply-adds, weights.bin size and latency before and after, and test accuracy before, masked
 (the sweep's figure at that K) and after. The slim model must score exactly what the masked one does.
 
 Choose what to prune with one of:
-  --layer NAME --k N        remove N channels of NAME (default layer: the last Conv2D)
+  --layer NAME --k N        remove N channels of NAME (default: the last Conv2D); a conv coupled
+                            to others by an Add takes its whole channel group (every member)
   --layer NAME --max-drop P the largest K whose sweep accuracy stays within P points of K = 0
                             (at most C - 1: one channel always stays); the sweep runs K = 0, 1, ...
                             and stops soon after accuracy first leaves the band

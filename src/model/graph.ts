@@ -1,7 +1,7 @@
 /**
  * The model's graph, read in one way for everyone: the one table of layer kinds (what a layer
  * class does to a conv layer's channels) and the one walker over the model's nodes. Splitting
- * (split.ts), coupling (coupling.ts), surgery (surgery/remove.ts) and the dense-head planner
+ * (split.ts), coupling (coupling.ts), surgery (surgery/trace.ts) and the dense-head planner
  * (sweep/linear_head.ts) all ask here, so a layer class added to the table is known to all four.
  *
  * The kinds, for a layer after a conv layer whose channel c we follow:

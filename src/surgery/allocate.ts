@@ -1,13 +1,13 @@
 /**
- * Allocating K over a model's prunable units for one budget: the units (a conv layer now; a
- * coupled channel group once residual groups exist: a unit only names the conv layers whose
- * channels go together), an exact cost model of multiply-adds and parameters as a function of
- * every unit's K, the sensitivity-guided greedy path, and uniform ratios at the same budget.
+ * Allocating K over a model's prunable units for one budget: the units (a conv layer, or a
+ * coupled channel group: a unit names the conv layers whose channels go together), an exact
+ * cost model of multiply-adds and parameters as a function of every unit's K, the sensitivity-guided greedy path, and uniform ratios at the same budget.
  *
  * Cost: every weight tensor and every counted layer's multiply-adds is a product of at most two
- * channel counts: the output channels of the unit that owns its last axis (the conv itself, its
- * BatchNorms) and the input channels of the unit that feeds it (the consumer). So each term is
- * `coefficient * keptOut * keptIn`, in whole numbers, and a plan's cost is exact: the same figure
+ * channel counts: its output channels, when pruning changes them (a pruned conv, a depthwise
+ * conv, a BatchNorm), and its input channels (a consumer), each a sum over the units that reach
+ * it (a Concatenate joins several) plus the channels no unit reaches (trace.ts). So each term is
+ * `coefficient * keptOut * keptIn`, in whole numbers (with one carrier per unit at most), and a plan's cost is exact: the same figure
  * `modelCost` gives for the slim model (tests/surgery/allocate_test.ts checks it).
  *
  * Greedy (the sensitivity-guided method): from K = 0 everywhere, each step moves one unit to its
@@ -19,13 +19,13 @@
 import type * as tf from "@tensorflow/tfjs";
 import { UserError } from "../core/errors.ts";
 import { layerMultiplyAdds } from "./cost.ts";
-import type { ChannelPath } from "./remove.ts";
+import { type ChannelTrace, CONSUMER_CLASSES, type LinearCount, linearCount } from "./trace.ts";
 
-/** Channels that are pruned together, K at a time: one conv layer's output channels. */
+/** Channels that are pruned together, K at a time: one conv layer's, or a coupled group's. */
 export interface PrunableUnit {
-  /** The unit's name (the conv layer's). */
+  /** The unit's name (the conv layer's, or the group's: its members joined by "+"). */
   name: string;
-  /** The conv layers whose output channels this unit removes (one layer now; a group later). */
+  /** The conv layers whose output channels this unit removes (a coupled group's members). */
   layers: string[];
   channels: number;
   /** One pruned channel stays in the slim model to carry a constant (see remove.ts): K - 1 go. */
@@ -38,12 +38,12 @@ export type CostMetric = "macs" | "params";
 /** A plan: unit name -> K (channels pruned). */
 export type Plan = Record<string, number>;
 
-/** One term of the cost model: coefficient * kept(out) * kept(in). */
+/** One term of the cost model: coefficient * kept(out) * kept(in), each a linear count or 1. */
 interface CostTerm {
   metric: CostMetric;
   coefficient: number;
-  out: number | null;
-  in: number | null;
+  out: LinearCount | null;
+  in: LinearCount | null;
 }
 
 /** Multiply-adds and parameters of a plan. */
@@ -64,36 +64,59 @@ export function removedChannels(unit: PrunableUnit, k: number): number {
   return unit.carrier && k > 0 ? k - 1 : k;
 }
 
+/** The count `c` gives when each unit keeps `kept[u]` channels. */
+function evalCount(c: LinearCount | null, kept: number[]): number {
+  if (c === null) return 1;
+  let n = c.free;
+  for (const [u, per] of c.per) n += per * kept[u];
+  return n;
+}
+
 /**
- * The cost model of `model` for `units`, whose channel paths (`channelPath` of each unit's conv)
- * are `paths`.
+ * The cost model of `model` for `units`, from `trace` (`traceChannels` of every unit's layers):
+ * each layer's multiply-adds and weights as a product of the channel counts that pruning
+ * changes, its output's (a pruned conv, a depthwise conv) and its input's (a consumer, BN).
  *
  * @example
  * ```ts
- * const cm = costModel(model, units, units.map((u) => channelPath(model, u.layers[0])));
+ * const cm = costModel(model, units, traceChannels(model, units.flatMap((u) => u.layers.map((layer) => ({ layer, channels: [] })))));
  * cm.cost({}).macs === modelCost(model).multiplyAdds; // true
  * ```
  */
-export function costModel(model: tf.LayersModel, units: PrunableUnit[], paths: ChannelPath[]): CostModel {
-  const outOwner = new Map<string, number>();
-  const inOwner = new Map<string, number>();
-  paths.forEach((p, u) => {
-    outOwner.set(p.conv.name, u);
-    for (const l of p.spatial) if (l.getClassName() === "BatchNormalization") outOwner.set(l.name, u);
-    inOwner.set(p.consumer.name, u);
-  });
+export function costModel(model: tf.LayersModel, units: PrunableUnit[], trace: ChannelTrace): CostModel {
+  const unitOf = (r: number) => units.findIndex((u) => u.layers.includes(trace.removals[r].layer));
+  const members = new Set(units.flatMap((u) => u.layers));
+  const full = units.map((u) => u.channels);
   const terms: CostTerm[] = [];
-  const channels = (u: number | null) => (u === null ? 1 : units[u].channels);
-  const add = (metric: CostMetric, total: number, out: number | null, inn: number | null) => {
-    if (total > 0) terms.push({ metric, coefficient: total / (channels(out) * channels(inn)), out, in: inn });
+  const add = (metric: CostMetric, total: number, out: LinearCount | null, inn: LinearCount | null) => {
+    if (total > 0) {
+      terms.push({
+        metric,
+        coefficient: total / (evalCount(out, full) * evalCount(inn, full)),
+        out,
+        in: inn,
+      });
+    }
   };
   for (const layer of model.layers) {
-    const out = outOwner.get(layer.name) ?? null;
-    const inn = inOwner.get(layer.name) ?? null;
-    add("macs", layerMultiplyAdds(layer), out, inn);
+    const step = trace.steps.find((s) => s.layer === layer);
+    const labelsOf = (t: { name: string } | undefined) => {
+      const l = t && trace.labels.get(t.name);
+      return l ? linearCount(trace, l, unitOf) : null;
+    };
+    const outL = labelsOf(step?.outputs[0]);
+    const inL = labelsOf(step?.inputs[0]);
+    const cls = layer.getClassName();
+    // What scales: a pruned conv's outputs (and inputs), a depthwise conv's channels, a consumer's inputs.
+    const own = members.has(layer.name) || cls === "DepthwiseConv2D" ? outL : null;
+    const perChannel = !members.has(layer.name) && !CONSUMER_CLASSES.includes(cls) &&
+      cls !== "DepthwiseConv2D";
+    add("macs", layerMultiplyAdds(layer), own, cls === "DepthwiseConv2D" ? null : inL);
     for (const w of layer.weights) {
       const size = w.shape.reduce((p: number, d) => p * (d ?? 1), 1);
-      add("params", size, out, w.shape.length >= 2 ? inn : null);
+      if (perChannel) add("params", size, null, inL);
+      else if (w.shape.length >= 2) add("params", size, members.has(layer.name) ? own : null, inL);
+      else add("params", size, own, null);
     }
   }
   return {
@@ -102,8 +125,7 @@ export function costModel(model: tf.LayersModel, units: PrunableUnit[], paths: C
       const kept = units.map((u) => u.channels - removedChannels(u, plan[u.name] ?? 0));
       const total = { macs: 0, params: 0 };
       for (const t of terms) {
-        total[t.metric] += t.coefficient * (t.out === null ? 1 : kept[t.out]) *
-          (t.in === null ? 1 : kept[t.in]);
+        total[t.metric] += t.coefficient * evalCount(t.out, kept) * evalCount(t.in, kept);
       }
       return { macs: Math.round(total.macs), params: Math.round(total.params) };
     },

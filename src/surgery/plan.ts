@@ -22,13 +22,9 @@ import {
   type LayerSensitivityResult,
 } from "../sensitivity/scan.ts";
 import { Progress } from "../ui/progress.ts";
-import {
-  type ChannelPath,
-  channelPath,
-  type ChannelRemoval,
-  removeChannels,
-  zeroChannels,
-} from "./remove.ts";
+import { type ChannelRemoval, maskedReference, removeChannels } from "./remove.ts";
+import { traceChannels } from "./trace.ts";
+import { channelGroup, groupName } from "../model/coupling.ts";
 import { countMatches, predictClasses } from "./measure.ts";
 import { evaluate } from "../model/evaluate.ts";
 import {
@@ -47,15 +43,19 @@ import {
 /** The prunable units of a model and why the other conv layers are not. */
 export interface Units {
   units: PrunableUnit[];
-  paths: ChannelPath[];
   skipped: { layer: string; reason: string }[];
   cost: CostModel;
 }
 
+/** Channels 1 .. C - 1. */
+const allBut0 = (channels: number) => Array.from({ length: channels - 1 }, (_, c) => c + 1);
+
 /**
- * Every conv layer of `model` that surgery can cut alone (not coupled by a merge, one straight
- * path to its consumer); whether each keeps a carrier comes from one probe surgery that prunes
- * channel 0 of every unit.
+ * Every conv layer of `model` that surgery can cut, a coupled channel group as one unit (named
+ * by its members joined by "+"); whether each keeps a carrier comes from one probe surgery that
+ * prunes all channels but channel 0 of every unit (a unit keeps one when some of its pruned
+ * channels send a constant to a 'same' conv: the cost model counts it whenever K > 0, so its
+ * figure is exact then and one channel high for a K whose channels send none).
  *
  * @example
  * ```ts
@@ -66,30 +66,36 @@ export interface Units {
 export async function prunableUnits(model: tf.LayersModel, spec = "all"): Promise<Units> {
   const chosen = chooseLayers(model, spec);
   const skipped = [...chosen.skipped];
-  const layers = [], paths: ChannelPath[] = [];
+  const units: PrunableUnit[] = [];
   for (const l of chosen.layers) {
+    const group = channelGroup(model, l);
+    const layers = group ? group.members.map((m) => m.name) : [l.name];
     try {
-      paths.push(channelPath(model, l.name));
-      layers.push(l);
+      traceChannels(model, layers.map((layer) => ({ layer, channels: [] })));
+      units.push({ name: group ? groupName(group) : l.name, layers, channels: l.channels, carrier: false });
     } catch (e) {
       if (!(e instanceof UserError)) throw e;
-      skipped.push({ layer: l.name, reason: e.message });
+      skipped.push({ layer: group ? groupName(group) : l.name, reason: e.message });
     }
   }
-  if (layers.length === 0) {
+  if (units.length === 0) {
     throw new UserError(
       `no conv layer of the model can be pruned: ${skipped.map((s) => s.reason).join("; ")}`,
     );
   }
-  const probe = await removeChannels(model, layers.map((l) => ({ layer: l.name, channels: [0] })));
+  const probe = await removeChannels(
+    model,
+    units.flatMap((u) => u.layers.map((layer) => ({ layer, channels: allBut0(u.channels) }))),
+  );
   probe.model.dispose();
-  const units: PrunableUnit[] = layers.map((l, i) => ({
-    name: l.name,
-    layers: [l.name],
-    channels: l.channels,
-    carrier: probe.layers[i].fold === "carrier",
-  }));
-  return { units, paths, skipped, cost: costModel(model, units, paths) };
+  for (const u of units) {
+    u.carrier = probe.layers.some((l) => u.layers.includes(l.layer) && l.fold === "carrier");
+  }
+  const trace = traceChannels(
+    model,
+    units.flatMap((u) => u.layers.map((layer) => ({ layer, channels: [] }))),
+  );
+  return { units, skipped, cost: costModel(model, units, trace) };
 }
 
 /** How to measure the curves: the scan's options, with K values from `steps`. */
@@ -172,7 +178,7 @@ export async function maskedAccuracy(
   batch: number,
   label: string,
 ): Promise<{ correct: number; accuracy: number; classes: Int32Array }> {
-  const masked = removals.length > 0 ? await zeroChannels(model, removals) : model;
+  const masked = removals.length > 0 ? await maskedReference(model, removals) : model;
   const bar = new Progress({ label, total: ds.count, unit: "img" });
   try {
     const classes = await predictClasses(masked, ds, prep, { batch, onProgress: (n) => bar.set(n) });

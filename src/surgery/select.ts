@@ -4,18 +4,19 @@
  * masked reference the slim model must reproduce (its correct count and every image's class).
  */
 import type { LoadedModel } from "../model/load.ts";
-import { type LayerRef, pickLayer } from "../model/layers.ts";
+import { pickLayer } from "../model/layers.ts";
+import { type SweepTarget, sweepTarget } from "../model/coupling.ts";
 import { type SplitModel, splitModelAsync } from "../model/split.ts";
 import { outputKind } from "../model/class_scores.ts";
 import { computeLayerOutputs, type LayerOutputs } from "../activations/layer_outputs.ts";
-import { channelStats } from "../rank/activation.ts";
-import type { Criterion } from "../rank/registry.ts";
+import { sweepStats } from "../rank/group_stats.ts";
+import { assertGroupCriterion, type Criterion } from "../rank/registry.ts";
 import { sweepFast } from "../sweep/engines/masked.ts";
 import { largestKWithin } from "../sweep/summary.ts";
 import { UserError } from "../core/errors.ts";
 import { Progress } from "../ui/progress.ts";
 import type { Dataset, Ranking, SweepPoint } from "../types.ts";
-import { type ChannelRemoval, zeroChannels } from "./remove.ts";
+import { type ChannelRemoval, maskedReference, passesDepthwise } from "./remove.ts";
 import { countMatches, maskedClasses, predictClasses } from "./measure.ts";
 
 /** One `layer:k` entry of --plan; `k` null when --max-drop chooses it from the layer's own sweep. */
@@ -97,30 +98,32 @@ async function outputsOf(
   return outputs;
 }
 
-/** Rank `layer`'s channels on the unpruned model (one prefix pass over `data`). */
-async function rankLayer(
+/**
+ * Rank `target`'s channels on the unpruned model (one prefix pass over `data`, one more to a
+ * group's last merge for its activation criteria); a coupled conv is ranked as its group.
+ */
+async function rankTarget(
   loaded: LoadedModel,
-  layer: LayerRef,
+  target: SweepTarget,
   data: Dataset,
   opts: RankOptions,
   heldOut: boolean,
 ) {
-  const split = await splitModelAsync(loaded.model, layer);
-  const outputs = await outputsOf(
-    split,
-    data,
-    loaded,
-    opts.batch,
-    `${layer.name} ${heldOut ? "held-out " : ""}outputs`,
-  );
+  const { layer, members, group } = target;
+  if (group) assertGroupCriterion(opts.criterion, target.name);
+  const split = await splitModelAsync(loaded.model, layer, members.map((m) => m.name));
+  const label = `${target.name} ${heldOut ? "held-out " : ""}outputs`;
+  const outputs = await outputsOf(split, data, loaded, opts.batch, label);
+  const prep = loaded.preprocessing;
   const ranking = await opts.criterion.rank({
     model: loaded.model,
     layer,
+    members,
     split,
-    stats: channelStats(outputs, split.activationOfZero),
+    stats: await sweepStats(loaded.model, group, outputs, data, prep, split.activationOfZero, opts.batch),
     seed: opts.seed,
     gradientImages: opts.gradientImages,
-    prep: loaded.preprocessing,
+    prep,
     outputKind: outputKind(loaded.model),
   });
   if (ranking.order.length !== layer.channels) {
@@ -129,6 +132,32 @@ async function rankLayer(
     );
   }
   return { split, outputs, ranking: { ...ranking, criterion: opts.criterion.name } };
+}
+
+/** The conv layers a target prunes: the layer, or every member of its group. */
+const convsOf = (t: SweepTarget) => [t.layer, ...t.members].map((m) => m.name);
+
+/** `value` under the name of every conv of `t` (reports look K and rankings up by layer). */
+function byConv<T>(t: SweepTarget, value: T): Record<string, T> {
+  return Object.fromEntries(convsOf(t).map((name) => [name, value]));
+}
+
+/** The masked reference of `removals` on `test`: every image's class and the correct count. */
+async function referenceOn(
+  loaded: LoadedModel,
+  test: Dataset,
+  removals: ChannelRemoval[],
+  batch: number,
+): Promise<{ correct: number; classes: Int32Array }> {
+  const masked = await maskedReference(loaded.model, removals);
+  const bar = new Progress({ label: "masked accuracy", total: test.count, unit: "img" });
+  const classes = await predictClasses(masked, test, loaded.preprocessing, {
+    batch,
+    onProgress: (n) => bar.set(n),
+  });
+  bar.done();
+  masked.dispose();
+  return { correct: countMatches(classes, test.labels), classes };
 }
 
 /** K values per step of `sweepWithin`. */
@@ -174,8 +203,7 @@ export async function sweepWithin(
 
 /**
  * One layer (`opts.layer`, default the last Conv2D) and its K: given (`opts.k`), or the largest
- * within `opts.maxDrop` points (`sweepWithin`); the masked reference from the fast sweep. With
- * `opts.heldOut` that data ranks and its sweep chooses K; the test set is then only scored.
+ * within `opts.maxDrop` points (`sweepWithin`); the masked reference from the fast sweep.
  *
  * @example
  * ```ts
@@ -188,13 +216,14 @@ export async function selectSingle(
   test: Dataset,
   opts: { layer?: string; k?: number; maxDrop?: number; rank: RankOptions; heldOut?: HeldOut },
 ): Promise<Selection> {
-  const layer = pickLayer(loaded.model, opts.layer);
+  const target = sweepTarget(loaded.model, pickLayer(loaded.model, opts.layer));
+  const layer = target.layer;
   if (opts.k !== undefined && opts.k > layer.channels) {
-    throw new UserError(`--k ${opts.k} is more than the ${layer.channels} channels of ${layer.name}.`);
+    throw new UserError(`--k ${opts.k} is more than the ${layer.channels} channels of ${target.name}.`);
   }
   const held = opts.heldOut;
   const chooseOn = held?.data ?? test;
-  const ranked = await rankLayer(loaded, layer, chooseOn, opts.rank, held !== undefined);
+  const ranked = await rankTarget(loaded, target, chooseOn, opts.rank, held !== undefined);
   const { split, ranking } = ranked;
   const full = opts.k === undefined;
   let k = opts.k!, sweep: SweepPoint[] = [];
@@ -204,23 +233,31 @@ export async function selectSingle(
   }
   // The test set: the same pass when it chose, else one more, scored at K = 0 and the K chosen.
   const outputs = held
-    ? await outputsOf(split, test, loaded, opts.rank.batch, `${layer.name} outputs`)
+    ? await outputsOf(split, test, loaded, opts.rank.batch, `${target.name} outputs`)
     : ranked.outputs;
   const scored = full && !held
     ? sweep
     : await sweepFast(split, outputs, test.labels, ranking, { kValues: [0, k] });
   const pruned = ranking.order.slice(0, k);
+  const removals = convsOf(target).map((name) => ({ layer: name, channels: pruned }));
   const at = (kk: number) => scored.find((p) => p.k === kk)!;
-  const classes = await maskedClasses(split, outputs, pruned, opts.rank.batch);
+  // Where a pruned channel passes a depthwise kernel the reference is not the lab's zeroing (remove.ts).
+  const masked = passesDepthwise(loaded.model, removals)
+    ? { ...await referenceOn(loaded, test, removals, opts.rank.batch), from: "the masked reference model" }
+    : {
+      correct: at(k).correct,
+      from: `the fast sweep at K = ${k}`,
+      classes: await maskedClasses(split, outputs, pruned, opts.rank.batch),
+    };
   return {
     ...(held ? { heldOut: { source: held.source, images: held.data.count } } : {}),
     mode: full ? "max-drop" : "k",
-    removals: [{ layer: layer.name, channels: pruned }],
-    ks: { [layer.name]: k },
-    rankings: { [layer.name]: ranking },
-    sweeps: full ? { [layer.name]: sweep } : {},
+    removals,
+    ks: byConv(target, k),
+    rankings: byConv(target, ranking),
+    sweeps: full ? { [target.name]: sweep } : {},
     before: { correct: at(0).correct },
-    masked: { correct: at(k).correct, from: `the fast sweep at K = ${k}`, classes },
+    masked,
   };
 }
 
@@ -243,10 +280,17 @@ export async function selectPlan(
   heldOut?: HeldOut,
 ): Promise<Selection> {
   const batch = rank.batch;
-  const layers = plan.map((e) => pickLayer(loaded.model, e.layer));
+  // A coupled conv is pruned with its group: the plan entry names any member.
+  const targets = plan.map((e) => sweepTarget(loaded.model, pickLayer(loaded.model, e.layer)));
+  const convs = targets.flatMap(convsOf);
+  const twice = convs.find((n, i) => convs.indexOf(n) !== i);
+  if (twice) {
+    throw new UserError(`--plan prunes ${twice} twice (two entries name its channel group); name it once.`);
+  }
   plan.forEach((e, i) => {
-    if (e.k !== null && e.k > layers[i].channels) {
-      throw new UserError(`--plan ${e.layer}:${e.k}: the layer has only ${layers[i].channels} channels.`);
+    const channels = targets[i].layer.channels;
+    if (e.k !== null && e.k > channels) {
+      throw new UserError(`--plan ${e.layer}:${e.k}: ${targets[i].name} has only ${channels} channels.`);
     }
     if (e.k === null && maxDrop === undefined) {
       throw new UserError(
@@ -257,42 +301,34 @@ export async function selectPlan(
   const rankings: Record<string, Ranking> = {};
   const sweeps: Record<string, SweepPoint[]> = {};
   const ks: Record<string, number> = {};
-  for (const [i, layer] of layers.entries()) {
+  const removals: ChannelRemoval[] = [];
+  for (const [i, target] of targets.entries()) {
     const chooseOn = heldOut?.data ?? test;
-    const { split, outputs, ranking } = await rankLayer(loaded, layer, chooseOn, rank, heldOut !== undefined);
-    rankings[layer.name] = ranking;
-    if (plan[i].k === null) {
-      // This layer alone, swept: the largest K within --max-drop (at most C - 1).
-      const { k, sweep } = await sweepWithin(
-        split,
-        outputs,
-        chooseOn.labels,
-        ranking,
-        maxDrop!,
-        `${layer.name} ${heldOut ? "held-out " : ""}sweep`,
-      );
-      sweeps[layer.name] = sweep;
-      ks[layer.name] = k;
-    } else {
-      ks[layer.name] = plan[i].k!;
+    const { split, outputs, ranking } = await rankTarget(
+      loaded,
+      target,
+      chooseOn,
+      rank,
+      heldOut !== undefined,
+    );
+    let k = plan[i].k;
+    if (k === null) {
+      // This layer (or group) alone, swept: the largest K within --max-drop (at most C - 1).
+      const label = `${target.name} ${heldOut ? "held-out " : ""}sweep`;
+      const found = await sweepWithin(split, outputs, chooseOn.labels, ranking, maxDrop!, label);
+      sweeps[target.name] = found.sweep;
+      k = found.k;
     }
+    Object.assign(rankings, byConv(target, ranking));
+    Object.assign(ks, byConv(target, k));
+    for (const layer of convsOf(target)) removals.push({ layer, channels: ranking.order.slice(0, k) });
   }
-  const removals = plan.map((e) => ({
-    layer: e.layer,
-    channels: rankings[e.layer].order.slice(0, ks[e.layer]),
-  }));
-  const prep = loaded.preprocessing;
-  let bar = new Progress({ label: "unpruned accuracy", total: test.count, unit: "img" });
-  const beforeClasses = await predictClasses(loaded.model, test, prep, {
+  const bar = new Progress({ label: "unpruned accuracy", total: test.count, unit: "img" });
+  const beforeClasses = await predictClasses(loaded.model, test, loaded.preprocessing, {
     batch,
     onProgress: (n) => bar.set(n),
   });
   bar.done();
-  const masked = await zeroChannels(loaded.model, removals);
-  bar = new Progress({ label: "masked accuracy", total: test.count, unit: "img" });
-  const classes = await predictClasses(masked, test, prep, { batch, onProgress: (n) => bar.set(n) });
-  bar.done();
-  masked.dispose();
   return {
     ...(heldOut ? { heldOut: { source: heldOut.source, images: heldOut.data.count } } : {}),
     mode: "plan",
@@ -301,10 +337,6 @@ export async function selectPlan(
     rankings,
     sweeps,
     before: { correct: countMatches(beforeClasses, test.labels) },
-    masked: {
-      correct: countMatches(classes, test.labels),
-      from: "the model with the pruned channels zeroed",
-      classes,
-    },
+    masked: { ...await referenceOn(loaded, test, removals, batch), from: "the masked reference model" },
   };
 }

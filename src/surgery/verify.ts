@@ -12,7 +12,7 @@ import { loadModel } from "../model/load.ts";
 import { writeFileAtomic } from "../core/atomic.ts";
 import { UserError } from "../core/errors.ts";
 import { Progress } from "../ui/progress.ts";
-import { type ChannelRemoval, zeroChannels } from "./remove.ts";
+import { type ChannelRemoval, maskedReference } from "./remove.ts";
 import { countMatches, maxOutputDifference, predictClasses } from "./measure.ts";
 
 /** Largest |masked - slim| output difference accepted as float rounding. */
@@ -52,7 +52,7 @@ export async function checkSlim(
   masked: { correct: number; classes: Int32Array },
   batch: number,
 ): Promise<SlimCheck> {
-  const zeroed = await zeroChannels(model, removals);
+  const zeroed = await maskedReference(model, removals);
   const maxDiff = await maxOutputDifference(zeroed, slim, test, prep, PROBE_IMAGES);
   zeroed.dispose();
   const bar = new Progress({ label: "slim accuracy", total: test.count, unit: "img" });

@@ -12,6 +12,8 @@ import { setupBackend } from "../../src/backend.ts";
 import { buildResnet20 } from "../../src/model/resnet.ts";
 import { fileSaver } from "../../src/model/tfjs_io.ts";
 import { writeKerasH5 } from "../../src/model/keras/h5_writer.ts";
+import { loadModel } from "../../src/model/load.ts";
+import { modelCost } from "../../src/surgery/cost.ts";
 import { fixture, randomize, withTempDir } from "../_helpers.ts";
 
 async function quietMain(args: string[]): Promise<{ code: number; stderr: string[] }> {
@@ -124,5 +126,67 @@ Deno.test("sweep CLI: a coupled conv sweeps its group; a block's first conv swee
       again.results.map((p: { correct: number }) => p.correct),
       single.results.map((p: { correct: number }) => p.correct),
     );
+  });
+});
+
+Deno.test("prune CLI: --k and --max-drop on a coupled group remove the channels from every member; the .h5 input too", async () => {
+  await withTempDir(async (dir) => {
+    await setupBackend("wasm");
+    const model = buildResnet20({ seed: 6 });
+    randomize(model, 7, 2);
+    await model.save(fileSaver(join(dir, "resnet")));
+    await Deno.writeFile(join(dir, "resnet20.h5"), await writeKerasH5(model));
+    const before = modelCost(model);
+    model.dispose();
+    const members = [
+      "stage2_block1_conv2",
+      "stage2_block1_proj",
+      "stage2_block2_conv2",
+      "stage2_block3_conv2",
+    ];
+    const common = ["--data", fixture("cifar10-tiny"), "--limit", "12", "--latency-runs", "0"];
+    for (
+      const [name, path, select] of [
+        ["k", join(dir, "resnet", "model.json"), ["--k", "12"]],
+        ["max-drop", join(dir, "resnet20.h5"), ["--max-drop", "10"]],
+      ] as const
+    ) {
+      const out = join(dir, `out-${name}`);
+      const run = await quietMain([
+        "prune",
+        "--model",
+        path,
+        "--layer",
+        "stage2_block2_conv2",
+        ...select,
+        "--criterion",
+        "l1",
+        ...common,
+        "--out",
+        out,
+      ]);
+      assert.equal(run.code, 0, run.stderr.join("\n"));
+      const report = JSON.parse(await Deno.readTextFile(join(out, "compression.json")));
+      assert.deepEqual(report.layers.map((l: { layer: string }) => l.layer), members);
+      const k = report.selection.k.stage2_block2_conv2;
+      if (name === "k") assert.equal(k, 12);
+      else assert.ok(k > 0 && k < 32, `--max-drop chose K = ${k}`);
+      const after = report.layers[0].channelsAfter;
+      for (const l of report.layers) {
+        assert.equal(report.selection.k[l.layer], k);
+        assert.equal(l.channelsAfter, after);
+      }
+      assert.equal(report.check.slimEqualsMasked, true);
+      assert.equal(report.after.correct, report.masked.correct);
+      // The slim model reloads with the channels gone from every member, the BN and the consumers.
+      const slim = (await loadModel(join(out, "model", "model.json"))).model;
+      assert.equal(slim.countParams(), report.after.parameters);
+      for (const m of members) assert.equal(slim.getLayer(m).getWeights()[0].shape[3], after);
+      assert.equal(slim.getLayer("stage3_block1_conv1").getWeights()[0].shape[2], after);
+      const cost = modelCost(slim);
+      assert.equal(cost.multiplyAdds, report.after.multiplyAdds);
+      if (after < 32) assert.ok(cost.multiplyAdds < before.multiplyAdds);
+      slim.dispose();
+    }
   });
 });

@@ -18,7 +18,7 @@ import {
 import { couplingOf } from "../../src/model/coupling.ts";
 import { pickLayer } from "../../src/model/layers.ts";
 import { splitModel } from "../../src/model/split.ts";
-import { channelPath } from "../../src/surgery/remove.ts";
+import { traceChannels } from "../../src/surgery/trace.ts";
 import { planLinearHead } from "../../src/sweep/linear_head.ts";
 
 /** Every module under src/, path and text. */
@@ -107,7 +107,7 @@ Deno.test("graph: the walker reads a branching graph: readers, straight links, t
   // Coupling, surgery and the dense-head planner read the same graph.
   assert.equal(couplingOf(model, pickLayer(model, "conv2"))?.merge, "sum");
   assert.equal(couplingOf(model, pickLayer(model, "conv1"))?.via.join(), "relu1");
-  assert.throws(() => channelPath(model, "conv2"), /bn2's output|sum \(Add\)/);
+  assert.throws(() => traceChannels(model, [{ layer: "conv2", channels: [] }]), /sum \(Add\)/);
   const plan = await planLinearHead(model, pickLayer(model, "conv2"));
   assert.ok(
     "reason" in plan && /sum is applied more than once or takes more than one input/.test(plan.reason),
@@ -130,9 +130,8 @@ Deno.test("graph: the layers after a cut that keep a constant channel are the sp
   const split = splitModel(m, pickLayer(m, "conv"));
   // Average pooling does not keep a constant bit for bit in general: the pushdown stops before it.
   assert.deepEqual(split.pushdown?.layers, ["bn", "pool", "drop"]);
-  const path = channelPath(m, "conv");
-  assert.deepEqual(path.spatial.map((l) => l.name), ["bn", "pool", "drop", "avg"]);
-  assert.equal(path.flatten?.name, "flat");
+  const trace = traceChannels(m, [{ layer: "conv", channels: [] }]);
+  assert.deepEqual(trace.between[0], ["bn", "pool", "drop", "avg", "flat"]);
   const head = await planLinearHead(m, pickLayer(m, "conv"));
   assert.ok("head" in head && head.head.dense.name === "out");
   assert.equal(notOnChannels(m.getLayer("bn")), null);

@@ -6,7 +6,8 @@ import { loadTestSet } from "../../src/data/cifar10.ts";
 import { imagesToTensor } from "../../src/data/tensors.ts";
 import { UserError } from "../../src/core/errors.ts";
 import { modelCost } from "../../src/surgery/cost.ts";
-import { channelPath, type ChannelRemoval, removeChannels, zeroChannels } from "../../src/surgery/remove.ts";
+import { type ChannelRemoval, removeChannels, zeroChannels } from "../../src/surgery/remove.ts";
+import { traceChannels } from "../../src/surgery/trace.ts";
 import { DEFAULT_PREPROCESSING } from "../../src/types.ts";
 import { randomize } from "../_helpers.ts";
 
@@ -84,9 +85,9 @@ Deno.test("conv + BN + pool + Flatten + Dense: BN's constant folds into the dens
     flatten,
     logits,
   ], 1);
-  const path = channelPath(model, "conv2");
-  assert.equal(path.consumer.name, "logits");
-  assert.deepEqual(path.spatial.map((l) => l.name), ["bn2", "pool2", "drop"]);
+  const trace = traceChannels(model, [{ layer: "conv2", channels: [] }]);
+  assert.deepEqual(trace.consumers.map((u) => u.layer.name), ["logits"]);
+  assert.deepEqual(trace.between[0], ["bn2", "pool2", "drop", "flatten"]);
   const result = await checkExact(model, [{ layer: "conv2", channels: [0, 3, 4, 11] }]);
   const rep = result.layers[0];
   assert.equal(rep.fold, "bias");
