@@ -360,6 +360,16 @@ const CASES: Case[] = [
     expect: /--fractions or --step, not both/,
   },
   {
+    name: "sensitivity: --stop-below without fraction 0",
+    setup: (d) => ["sensitivity", ...tinyArgs(d), "--fractions", "0.5,0.75", "--stop-below", "1"],
+    expect: /--stop-below measures from K = 0: add fraction 0 to --fractions/,
+  },
+  {
+    name: "sensitivity: --stop-below -2",
+    setup: (d) => ["sensitivity", ...tinyArgs(d), "--stop-below=-2"],
+    expect: /--stop-below must be a positive number/,
+  },
+  {
     name: "prune: --limit -1",
     setup: (d) => ["prune", ...tinyArgs(d), "--k", "1", "--limit=-1"],
     expect: /--limit must/,

@@ -25,6 +25,8 @@ export interface SensitivityPoolOptions {
   outputKind: OutputKind;
   maxCacheBytes: number;
   batch: number;
+  /** See `SensitivityOptions.stopBelow`. */
+  stopBelow?: number;
   /** Where a gradient criterion's training images come from. */
   dataDir: string;
   taylorImages: number;
@@ -86,6 +88,7 @@ export async function sensitivityOnWorkers(
             kValues: opts.kValues(layer),
             maxCacheBytes: opts.maxCacheBytes,
             batch: opts.batch,
+            stopBelow: opts.stopBelow,
           },
           (done) => {
             opts.onWork?.(done - reported, layer.name);

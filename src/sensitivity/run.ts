@@ -98,6 +98,7 @@ export async function scanLayers(
         outputKind: opts.outputKind,
         maxCacheBytes: opts.maxCacheBytes,
         batch: opts.batch,
+        stopBelow: opts.stopBelow,
         gradientImages: opts.gradientImages,
         onWork: (n) => opts.onProgress?.(done += n, info),
       }),

@@ -12,6 +12,7 @@
  * statistics-only prefix pass.
  */
 import type * as tf from "@tensorflow/tfjs";
+import { UserError } from "../core/errors.ts";
 import type { LayerRef } from "../model/layers.ts";
 import { splitModelAsync } from "../model/split.ts";
 import type { Dataset, Preprocessing, Ranking } from "../types.ts";
@@ -67,8 +68,13 @@ export interface LayerSensitivityResult {
   chunkImages: number;
   /** Passes over the prefix (1, or 2 when streamed with an activation criterion). */
   prefixPasses: number;
+  /** With `stopBelow`: the curve ended early, after `evaluated` of the `planned` K values. */
+  stopped?: { points: number; evaluated: number; planned: number };
   seconds: number;
 }
+
+/** K values evaluated at a time when a curve may stop early (`stopBelow`). */
+export const STOP_CHUNK = 4;
 
 /**
  * The K values for fractions of C channels: round(f * C), distinct, ascending.
@@ -123,6 +129,12 @@ export interface SensitivityOptions {
   memoryBudgetBytes?: number;
   /** Called as work is done, in the units of `plannedWork`. */
   onWork?: (units: number) => void;
+  /**
+   * Opt-in early stop (NNI's): end the curve once top-1 falls more than this many points below
+   * K = 0's (which `kValues` must hold), `STOP_CHUNK` K values at a time. Every point returned is
+   * the one the full curve has; layers whose outputs are streamed in chunks evaluate every K.
+   */
+  stopBelow?: number;
 }
 
 /**
@@ -239,19 +251,30 @@ export async function layerSensitivity(
   let ranking: Ranking;
   let tallies: MaskTally[] | undefined;
   let prefixPasses = 1;
+  let stopped: LayerSensitivityResult["stopped"];
+  if (opts.stopBelow !== undefined && ks[0] !== 0) {
+    throw new UserError(`stopping below the baseline needs K = 0 among the K values (fraction 0).`);
+  }
   if (!streamed) {
     const out = await outputsOf(ds);
     accumulateChannelStats(stats, out);
     ranking = await rank(await rankingStats(stats));
-    tallies = await tallyMasks(
-      split,
-      out,
-      ds.labels,
-      masksFor(ranking),
-      ks.length,
-      opts.outputKind,
-      tallyOpts(undefined),
-    );
+    const masks = masksFor(ranking);
+    const step = opts.stopBelow === undefined ? ks.length : STOP_CHUNK;
+    tallies = [];
+    for (let j = 0; j < ks.length; j += step) {
+      const m = Math.min(step, ks.length - j);
+      const part = masks.subarray(j * channels, (j + m) * channels);
+      tallies.push(
+        ...await tallyMasks(split, out, ds.labels, part, m, opts.outputKind, tallyOpts(undefined)),
+      );
+      const floor = tallies[0].top1 / tallies[0].total - opts.stopBelow! / 100;
+      if (j + m < ks.length && tallies.some((t) => t.top1 / t.total < floor - 1e-12)) {
+        stopped = { points: opts.stopBelow!, evaluated: j + m, planned: ks.length };
+        work((ks.length - j - m) * ds.count); // the skipped work, so a progress total still ends at 100%
+        break;
+      }
+    }
   } else {
     const needsStatsFirst = opts.criterion.source === "activations";
     if (needsStatsFirst) {
@@ -277,7 +300,7 @@ export async function layerSensitivity(
       );
     }
   }
-  const points = ks.map((k, j): SensitivityPoint => {
+  const points = ks.slice(0, tallies!.length).map((k, j): SensitivityPoint => {
     const t = tallies![j];
     return {
       k,
@@ -302,6 +325,7 @@ export async function layerSensitivity(
     dead: deadChannels(stats),
     chunkImages: chunk,
     prefixPasses,
+    ...(stopped ? { stopped } : {}),
     seconds: (performance.now() - t0) / 1000,
   };
 }

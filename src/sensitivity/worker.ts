@@ -44,6 +44,7 @@ export type SensitivityRequest =
     kValues: number[];
     maxCacheBytes: number;
     batch: number;
+    stopBelow?: number;
   };
 
 let state: {
@@ -77,6 +78,7 @@ async function handle(msg: SensitivityRequest): Promise<unknown> {
     outputKind: state.outputKind,
     maxCacheBytes: msg.maxCacheBytes,
     batch: msg.batch,
+    stopBelow: msg.stopBelow,
     gradientImages: state.gradientImages,
     onWork: (n) => postProgress(msg.id, done += n, 0),
   });

@@ -25,6 +25,7 @@ import {
   kValuesFromStep,
   layerSensitivity,
   type LayerSensitivityResult,
+  STOP_CHUNK,
 } from "../../src/sensitivity/scan.ts";
 import { couplingOf } from "../../src/model/coupling.ts";
 import { parseFractions } from "../../src/commands/sensitivity.ts";
@@ -457,4 +458,37 @@ Deno.test("sensitivity --workers 2: the very CSVs and points of --workers 1 (mea
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("stopBelow: the curve ends after the first chunk under the floor, every kept point the full curve's", async () => {
+  const { model, preprocessing: prep } = await loadModel(FIXTURES[0]);
+  const ds = await loadTestSet(DATA, 64);
+  const layer = pickLayer(model, "conv2");
+  const kValues = kValuesFromStep(1, layer.channels); // every K: 0..C
+  const opts = { criterion: criterionByName("mean"), kValues, outputKind: "probabilities" as const };
+  const full = await layerSensitivity(model, layer, ds, prep, opts);
+  assert.equal(full.stopped, undefined);
+  const base = full.points[0].top1;
+  // A floor the full curve crosses: stop at 5 points under K = 0.
+  const firstBelow = full.points.findIndex((p) => p.top1 < base - 0.05 - 1e-12);
+  assert.ok(firstBelow > 0 && firstBelow < kValues.length - STOP_CHUNK, `crosses at ${firstBelow}`);
+  let work = 0;
+  const cut = await layerSensitivity(model, layer, ds, prep, {
+    ...opts,
+    stopBelow: 5,
+    onWork: (n) => work += n,
+  });
+  const expected = Math.ceil((firstBelow + 1) / STOP_CHUNK) * STOP_CHUNK;
+  assert.deepEqual(cut.stopped, { points: 5, evaluated: expected, planned: kValues.length });
+  assert.deepEqual(cut.points, full.points.slice(0, expected));
+  // The progress total is still the whole plan (the skipped K values reported as done).
+  assert.equal(work, ds.count + kValues.length * ds.count);
+  // A floor never crossed evaluates everything; K = 0 missing is refused.
+  const all = await layerSensitivity(model, layer, ds, prep, { ...opts, stopBelow: 100 });
+  assert.equal(all.points.length, kValues.length);
+  await assert.rejects(
+    () => layerSensitivity(model, layer, ds, prep, { ...opts, kValues: [1, 2], stopBelow: 1 }),
+    UserError,
+  );
+  model.dispose();
 });
