@@ -365,6 +365,11 @@ const CASES: Case[] = [
     expect: /--stop-below measures from K = 0: add fraction 0 to --fractions/,
   },
   {
+    name: "sensitivity: --stop-below 0.5",
+    setup: (d) => ["sensitivity", ...tinyArgs(d), "--stop-below", "0.5"],
+    expect: /--stop-below 0.5 would end curves before the summary's 1-point K; give 1 or more/,
+  },
+  {
     name: "sensitivity: --stop-below -2",
     setup: (d) => ["sensitivity", ...tinyArgs(d), "--stop-below=-2"],
     expect: /--stop-below must be a positive number/,

@@ -267,3 +267,29 @@ export function pruneChoice(
   }
   return { k, maxDrop, plan };
 }
+
+/**
+ * `sensitivity --stop-below P`: undefined when absent, else P (points), at least 1 (the summary
+ * reads each layer's 1-point K off the curves) and with fraction 0 among `fractions` (the curve is
+ * measured from K = 0; `--step` lists always start there).
+ *
+ * @example
+ * ```ts
+ * stopBelowFlag("5", [0, 0.5]); // 5
+ * stopBelowFlag(undefined, [0.5]); // undefined
+ * ```
+ */
+export function stopBelowFlag(
+  value: string | undefined,
+  fractions: number[] | undefined,
+): number | undefined {
+  if (value === undefined) return undefined;
+  const p = positiveNumber("stop-below", value, 1);
+  if (p < 1) {
+    throw new UserError(`--stop-below ${p} would end curves before the summary's 1-point K; give 1 or more.`);
+  }
+  if (fractions && !fractions.includes(0)) {
+    throw new UserError(`--stop-below measures from K = 0: add fraction 0 to --fractions.`);
+  }
+  return p;
+}

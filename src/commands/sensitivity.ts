@@ -9,7 +9,7 @@
  */
 import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
-import { parseFlags, parsePreprocessing, positiveInt, positiveNumber, workersFlag } from "../cli/args.ts";
+import { parseFlags, parsePreprocessing, positiveInt, stopBelowFlag, workersFlag } from "../cli/args.ts";
 import { planResources } from "../cli/resources.ts";
 import { DATA_FLAGS, DATA_HELP, openSession, Stopwatch } from "../cli/session.ts";
 import { openOutDir } from "../cli/out_dir.ts";
@@ -52,7 +52,7 @@ ${DATA_HELP}
                        (default 0:1:0.05, Distiller's levels plus 1)
   --step K             instead: K = 0, K, 2K, ..., C for every layer (--step 1: every K)
   --stop-below P       end a layer's curve once top-1 is P points under K = 0's (opt-in, like NNI's
-                       early stop; needs fraction 0; the points kept are the full curve's)
+                       early stop; P >= 1, needs fraction 0; the points kept are the full curve's)
   --criterion NAME     ranking criterion: ${criterionNames()}  (default mean)
   --seed N             seed of the random criterion            (default 1)
   --taylor-images N    training images for --criterion taylor  (default 512)
@@ -152,12 +152,7 @@ export async function run(args: string[]): Promise<void> {
     ? parseFractions(values.fractions)
     : DEFAULT_FRACTIONS;
   const step = values.step === undefined ? undefined : positiveInt("step", values.step, 1);
-  const stopBelow = values["stop-below"] === undefined
-    ? undefined
-    : positiveNumber("stop-below", values["stop-below"], 1);
-  if (stopBelow !== undefined && fractions && !fractions.includes(0)) {
-    throw new UserError(`--stop-below measures from K = 0: add fraction 0 to --fractions.`);
-  }
+  const stopBelow = stopBelowFlag(values["stop-below"], fractions);
   const criterion = criterionByName(values.criterion!);
   const flags = parsePreprocessing(values);
   // The output folder is checked and locked before any model or data is read.
