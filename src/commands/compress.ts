@@ -77,7 +77,7 @@ Options:
   --finetune-epochs N      fine-tune the compressed model N epochs (default 1; 0 skips)
   --finetune-lr X          peak learning rate                       (default ${FINETUNE_PEAK_LR})
   --train-limit N          fine-tune on the first N non-validation training images (default all)
-  --pareto F1,F2,...       multiply-add budgets of the Pareto chart (default 0.8,0.65,0.5,0.35)
+  --pareto F1,F2,...       multiply-add budgets of the Pareto chart (default 0.9,0.8,0.7,0.6)
   --pareto-epochs N        fine-tuning epochs per Pareto point      (default: --finetune-epochs)
   --pareto-train-limit N   ... on the first N of those images        (default: --train-limit)
   --limit N                test images scored                       (default all 10,000)
@@ -110,7 +110,7 @@ export async function run(args: string[]): Promise<void> {
     "finetune-epochs": { type: "string" },
     "finetune-lr": { type: "string" },
     "train-limit": { type: "string" },
-    pareto: { type: "string", default: "0.8,0.65,0.5,0.35" },
+    pareto: { type: "string", default: "0.9,0.8,0.7,0.6" },
     "pareto-epochs": { type: "string" },
     "pareto-train-limit": { type: "string" },
     limit: { type: "string" },
