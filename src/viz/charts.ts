@@ -405,7 +405,9 @@ export function paretoChart(points: ParetoPoint[], opts: { title: string; before
             axis: { format: ".1%" },
           },
           color: { field: "method", type: "nominal", title: "method" },
+          // Stage by dash and by point shape: the legend shows the shapes (a dash alone draws as a dot).
           strokeDash: { field: "stage", type: "nominal", title: "stage" },
+          shape: { field: "stage", type: "nominal", title: "stage" },
           detail: { field: "series", type: "nominal" },
         },
       },
