@@ -268,9 +268,11 @@ export async function layerSensitivity(
       tallies.push(
         ...await tallyMasks(split, out, ds.labels, part, m, opts.outputKind, tallyOpts(undefined)),
       );
-      const floor = tallies[0].top1 / tallies[0].total - opts.stopBelow! / 100;
-      if (j + m < ks.length && tallies.some((t) => t.top1 / t.total < floor - 1e-12)) {
-        stopped = { points: opts.stopBelow!, evaluated: j + m, planned: ks.length };
+      const p = opts.stopBelow;
+      if (p === undefined || j + m >= ks.length) continue;
+      const floor = tallies[0].top1 / tallies[0].total - p / 100;
+      if (tallies.some((t) => t.top1 / t.total < floor - 1e-12)) {
+        stopped = { points: p, evaluated: j + m, planned: ks.length };
         work((ks.length - j - m) * ds.count); // the skipped work, so a progress total still ends at 100%
         break;
       }
