@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { UserError } from "../src/core/errors.ts";
 import { mulberry32 } from "../src/core/random.ts";
+import { main } from "../main.ts";
 
 /** The repository's root folder. */
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -109,4 +110,72 @@ export function ihdr(png: Uint8Array): { width: number; height: number } {
   assert.equal(new TextDecoder().decode(png.subarray(12, 16)), "IHDR");
   const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
   return { width: view.getUint32(16), height: view.getUint32(20) };
+}
+
+/** How `mainProcess` grants and pipes: writes only under `write` (none when absent), as the tasks do. */
+export interface MainProcessOptions {
+  write?: string;
+  stdout?: "piped" | "null";
+  stderr?: "piped" | "null";
+  /** Keep the progress bars (default: silenced with PRUNESCOPE_NO_PROGRESS=1). */
+  progress?: boolean;
+}
+
+/**
+ * `deno run main.ts ...args` from the repository root with the tasks' kind of grant: read, env, and
+ * writes only under `write`. Tests that need a real process (exit codes, signals, permissions) build
+ * it here, then `.output()` or `.spawn()` it.
+ */
+export function mainProcess(args: string[], opts: MainProcessOptions = {}): Deno.Command {
+  return new Deno.Command("deno", {
+    args: [
+      "run",
+      "--quiet",
+      "--allow-read",
+      ...(opts.write ? [`--allow-write=${opts.write}`] : []),
+      "--allow-env",
+      "main.ts",
+      ...args,
+    ],
+    cwd: ROOT,
+    stdout: opts.stdout ?? "piped",
+    stderr: opts.stderr ?? "piped",
+    env: opts.progress ? {} : { PRUNESCOPE_NO_PROGRESS: "1" },
+  });
+}
+
+/** Run `mainProcess(args, opts)` to the end: its exit code, stdout and stderr as text. */
+export async function runMain(
+  args: string[],
+  opts: MainProcessOptions = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await mainProcess(args, opts).output();
+  const dec = new TextDecoder();
+  return {
+    code: out.code,
+    stdout: opts.stdout === "null" ? "" : dec.decode(out.stdout),
+    stderr: opts.stderr === "null" ? "" : dec.decode(out.stderr),
+  };
+}
+
+/**
+ * Run `main(args)` in this process with the progress bars off: its exit code and the lines it
+ * printed to stderr (stdout is dropped). The environment is restored afterwards, so child
+ * processes of later tests do not inherit the setting. Exceptions propagate.
+ */
+export async function mainInProcess(args: string[]): Promise<{ code: number; stderr: string[] }> {
+  const lines: string[] = [];
+  const { error, log } = console;
+  console.error = (...a: unknown[]) => lines.push(a.map(String).join(" "));
+  console.log = () => {};
+  const quiet = Deno.env.get("PRUNESCOPE_NO_PROGRESS");
+  Deno.env.set("PRUNESCOPE_NO_PROGRESS", "1");
+  try {
+    return { code: await main(args), stderr: lines };
+  } finally {
+    console.error = error;
+    console.log = log;
+    if (quiet === undefined) Deno.env.delete("PRUNESCOPE_NO_PROGRESS");
+    else Deno.env.set("PRUNESCOPE_NO_PROGRESS", quiet);
+  }
 }

@@ -13,12 +13,12 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Deflate, unzipSync } from "fflate";
 import * as tf from "@tensorflow/tfjs";
-import { main } from "../main.ts";
 import { setupBackend } from "../src/backend.ts";
 import { writeKerasH5 } from "../src/model/keras/h5_writer.ts";
 import { loadModel } from "../src/model/load.ts";
 import { LOCK_NAME } from "../src/cli/out_dir.ts";
 import { encodeNpy } from "../src/data/numpy.ts";
+import { mainInProcess, runMain } from "./_helpers.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const TINY = join(root, "fixtures", "models", "tiny-bn");
@@ -693,44 +693,18 @@ async function snapshot(dir: string): Promise<string[]> {
 
 /** Run `args` through `main` in this process; stderr lines captured (progress bars off). */
 async function inProcess(args: string[]): Promise<{ code: number; stderr: string }> {
-  const lines: string[] = [];
-  const original = console.error;
-  console.error = (...a: unknown[]) => lines.push(a.map(String).join(" "));
-  Deno.env.set("PRUNESCOPE_NO_PROGRESS", "1");
   try {
-    let code: number;
-    try {
-      code = await main(args);
-    } catch (e) {
-      lines.push(String((e as Error).stack));
-      code = -1;
-    }
-    return { code, stderr: lines.join("\n") };
-  } finally {
-    console.error = original;
-    Deno.env.delete("PRUNESCOPE_NO_PROGRESS");
+    const { code, stderr } = await mainInProcess(args);
+    return { code, stderr: stderr.join("\n") };
+  } catch (e) {
+    return { code: -1, stderr: String((e as Error).stack) };
   }
 }
 
 /** Run `args` as `deno run main.ts` with the tasks' kind of grant: writes only under dir/out. */
 async function asProcess(args: string[], dir: string): Promise<{ code: number; stderr: string }> {
-  const cmd = new Deno.Command("deno", {
-    args: [
-      "run",
-      "--quiet",
-      "--allow-read",
-      `--allow-write=${join(dir, "out")}`,
-      "--allow-env",
-      "main.ts",
-      ...args,
-    ],
-    cwd: root,
-    stdout: "null",
-    stderr: "piped",
-    env: { PRUNESCOPE_NO_PROGRESS: "1" },
-  });
-  const { code, stderr } = await cmd.output();
-  return { code, stderr: new TextDecoder().decode(stderr) };
+  const { code, stderr } = await runMain(args, { write: join(dir, "out"), stdout: "null" });
+  return { code, stderr };
 }
 
 async function check(

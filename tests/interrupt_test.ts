@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { LOCK_NAME } from "../src/cli/out_dir.ts";
+import { mainProcess } from "./_helpers.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const TINY_DATA = join(root, "fixtures", "cifar10-tiny");
@@ -38,13 +39,7 @@ async function interrupt(
   signal: Deno.Signal,
   afterMs: number,
 ): Promise<{ code: number; signal: string | null; stderr: string }> {
-  const child = new Deno.Command("deno", {
-    args: ["run", "--quiet", "--allow-read", `--allow-write=${dir}`, "--allow-env", "main.ts", ...args],
-    cwd: root,
-    stdout: "null",
-    stderr: "piped",
-    env: { PRUNESCOPE_NO_PROGRESS: "1" },
-  }).spawn();
+  const child = mainProcess(args, { write: dir, stdout: "null" }).spawn();
   const killer = setTimeout(() => child.kill("SIGKILL"), 120_000);
   let stderr = "";
   let signalled = false;

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { checkOutput, claimOutDir, LOCK_NAME } from "../src/cli/out_dir.ts";
 import { UserError } from "../src/core/errors.ts";
+import { fixture, mainProcess } from "./_helpers.ts";
 
 async function names(dir: string): Promise<string[]> {
   return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
@@ -74,33 +75,20 @@ Deno.test("chanceLevelWarning: 10.10% on 10,000 images warns and names the cause
 
 Deno.test("two sweep processes into one --out: the second stops at once, naming the first", async () => {
   const dir = await Deno.makeTempDir();
-  const root = new URL("..", import.meta.url).pathname;
   const out = join(dir, "out");
   const sweep = () =>
-    new Deno.Command("deno", {
-      args: [
-        "run",
-        "--quiet",
-        "--allow-read",
-        `--allow-write=${dir}`,
-        "--allow-env",
-        "main.ts",
-        "sweep",
-        "--model",
-        join(root, "fixtures/models/default/model.json"),
-        "--data",
-        join(root, "fixtures/cifar10-tiny"),
-        "--out",
-        out,
-        "--backend",
-        "wasm",
-        "--naive",
-      ],
-      cwd: root,
-      stdout: "null",
-      stderr: "piped",
-      env: { PRUNESCOPE_NO_PROGRESS: "1" },
-    });
+    mainProcess([
+      "sweep",
+      "--model",
+      fixture("models/default/model.json"),
+      "--data",
+      fixture("cifar10-tiny"),
+      "--out",
+      out,
+      "--backend",
+      "wasm",
+      "--naive",
+    ], { write: dir, stdout: "null" });
   const first = sweep().spawn();
   // Wait for the first run's description line: by then it holds the lock.
   const reader = first.stderr.getReader();

@@ -7,33 +7,13 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { main } from "../../main.ts";
 import { setupBackend } from "../../src/backend.ts";
 import { buildResnet20 } from "../../src/model/resnet.ts";
 import { fileSaver } from "../../src/model/tfjs_io.ts";
 import { writeKerasH5 } from "../../src/model/keras/h5_writer.ts";
 import { loadModel } from "../../src/model/load.ts";
 import { modelCost } from "../../src/surgery/cost.ts";
-import { fixture, randomize, withTempDir } from "../_helpers.ts";
-
-async function quietMain(args: string[]): Promise<{ code: number; stderr: string[] }> {
-  const lines: string[] = [];
-  const original = console.error;
-  const log = console.log;
-  console.error = (...a: unknown[]) => lines.push(a.map(String).join(" "));
-  console.log = () => {};
-  // Set for this run only: child processes of later tests must not inherit it.
-  const quiet = Deno.env.get("PRUNESCOPE_NO_PROGRESS");
-  Deno.env.set("PRUNESCOPE_NO_PROGRESS", "1");
-  try {
-    return { code: await main(args), stderr: lines };
-  } finally {
-    console.error = original;
-    console.log = log;
-    if (quiet === undefined) Deno.env.delete("PRUNESCOPE_NO_PROGRESS");
-    else Deno.env.set("PRUNESCOPE_NO_PROGRESS", quiet);
-  }
-}
+import { fixture, mainInProcess, randomize, withTempDir } from "../_helpers.ts";
 
 Deno.test("sweep CLI: a coupled conv sweeps its group; a block's first conv sweeps alone", async () => {
   await withTempDir(async (dir) => {
@@ -53,7 +33,7 @@ Deno.test("sweep CLI: a coupled conv sweeps its group; a block's first conv swee
       "12",
     ];
 
-    const bad = await quietMain([
+    const bad = await mainInProcess([
       "sweep",
       ...common,
       "--layer",
@@ -67,7 +47,7 @@ Deno.test("sweep CLI: a coupled conv sweeps its group; a block's first conv swee
     assert.match(bad.stderr.join("\n"), /criterion taylor has no group score yet .*stage3_block1_conv2\+/);
 
     const out = join(dir, "group");
-    const ok = await quietMain([
+    const ok = await mainInProcess([
       "sweep",
       ...common,
       "--layer",
@@ -91,7 +71,7 @@ Deno.test("sweep CLI: a coupled conv sweeps its group; a block's first conv swee
     assert.deepEqual(result.results.map((p: { k: number }) => p.k), [0, 16, 64]);
 
     const plain = join(dir, "plain");
-    const one = await quietMain([
+    const one = await mainInProcess([
       "sweep",
       ...common,
       "--layer",
@@ -108,7 +88,7 @@ Deno.test("sweep CLI: a coupled conv sweeps its group; a block's first conv swee
 
     // The .h5 sweeps end to end to the same counts as the TF.js copy.
     const h5 = join(dir, "h5");
-    const fromH5 = await quietMain([
+    const fromH5 = await mainInProcess([
       "sweep",
       "--model",
       join(dir, "resnet20.h5"),
@@ -152,7 +132,7 @@ Deno.test("prune CLI: --k and --max-drop on a coupled group remove the channels 
       ] as const
     ) {
       const out = join(dir, `out-${name}`);
-      const run = await quietMain([
+      const run = await mainInProcess([
         "prune",
         "--model",
         path,

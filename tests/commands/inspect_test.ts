@@ -8,20 +8,13 @@ import * as tf from "@tensorflow/tfjs";
 import { setupBackend } from "../../src/backend.ts";
 import { loadModel } from "../../src/model/load.ts";
 import { formatSummary, modelSummary } from "../../src/model/summary.ts";
+import { runMain } from "../_helpers.ts";
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
 const modelPath = (name: string) =>
   fileURLToPath(new URL(`../../fixtures/models/${name}/model.json`, import.meta.url));
 
 async function inspect(...args: string[]) {
-  const out = await new Deno.Command("deno", {
-    args: ["run", "--quiet", "--allow-read", "--allow-env", "main.ts", "inspect", ...args],
-    cwd: root,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  return await runMain(["inspect", ...args]);
 }
 
 Deno.test("modelSummary: rows, shapes and parameter counts of tiny-bn", async () => {

@@ -4,35 +4,14 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
-import { main } from "../../main.ts";
 import { fileSaver } from "../../src/model/tfjs_io.ts";
 import { setupBackend } from "../../src/backend.ts";
+import { fixture, mainInProcess, runMain, SHARED } from "../_helpers.ts";
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
-const fixture = (p: string) => join(root, "fixtures", p);
 const TINY_MODEL = fixture("models/tiny-bn/model.json");
 const TINY_DATA = fixture("cifar10-tiny");
-const SHARED = join(root, "..", "shared");
 const hasShared = await Deno.stat(join(SHARED, "cifar10", "test_batch.bin")).then(() => true, () => false);
-
-/** Run `main` in-process, capturing what it prints to stderr. */
-async function runMain(args: string[]): Promise<{ code: number; stderr: string[] }> {
-  const lines: string[] = [];
-  const original = console.error;
-  console.error = (...a: unknown[]) => lines.push(a.map(String).join(" "));
-  const quiet = Deno.env.get("PRUNESCOPE_NO_PROGRESS");
-  Deno.env.set("PRUNESCOPE_NO_PROGRESS", "1");
-  try {
-    const code = await main(args);
-    return { code, stderr: lines };
-  } finally {
-    console.error = original;
-    if (quiet === undefined) Deno.env.delete("PRUNESCOPE_NO_PROGRESS");
-    else Deno.env.set("PRUNESCOPE_NO_PROGRESS", quiet);
-  }
-}
 
 async function filesIn(dir: string): Promise<string[]> {
   try {
@@ -67,7 +46,14 @@ function sweepArgs(model: string, out: string, ...extra: string[]): string[] {
 
 async function expectOneLineFailure(args: string[], pattern: RegExp): Promise<void> {
   const out = await Deno.makeTempDir();
-  const { code, stderr } = await runMain(["sweep", "--backend", "wasm", "--out", join(out, "run"), ...args]);
+  const { code, stderr } = await mainInProcess([
+    "sweep",
+    "--backend",
+    "wasm",
+    "--out",
+    join(out, "run"),
+    ...args,
+  ]);
   const errors = stderr.filter((l) => l.startsWith("prunescope"));
   assert.equal(code, 1, `exit code for ${args.join(" ")}: ${stderr.join("\n")}`);
   assert.equal(errors.length, 1, `one error line expected, got:\n${stderr.join("\n")}`);
@@ -178,27 +164,16 @@ Deno.test("sweep: bad flags are one line too", async () => {
 
 Deno.test("sweep CLI process: exit code 1, one stderr line, no stack trace", async () => {
   const out = await Deno.makeTempDir();
-  const r = await new Deno.Command("deno", {
-    args: [
-      "run",
-      "--quiet",
-      "--allow-read",
-      `--allow-write=${out}`,
-      "--allow-env",
-      "main.ts",
-      "sweep",
-      "--model",
-      "/no/model.json",
-      "--data",
-      TINY_DATA,
-      "--out",
-      join(out, "run"),
-    ],
-    cwd: root,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(r.stderr).trim().split("\n");
+  const r = await runMain([
+    "sweep",
+    "--model",
+    "/no/model.json",
+    "--data",
+    TINY_DATA,
+    "--out",
+    join(out, "run"),
+  ], { write: out });
+  const stderr = r.stderr.trim().split("\n");
   assert.equal(r.code, 1);
   assert.equal(stderr.length, 1, stderr.join("\n"));
   assert.match(stderr[0], /^prunescope sweep: model file not found: \/no\/model\.json/);
@@ -208,7 +183,7 @@ Deno.test("sweep CLI process: exit code 1, one stderr line, no stack trace", asy
 
 Deno.test("sweep: a good run writes every promised file, and sweep.csv agrees with sweep.json", async () => {
   const out = await Deno.makeTempDir();
-  const { code } = await runMain(sweepArgs(TINY_MODEL, out));
+  const { code } = await mainInProcess(sweepArgs(TINY_MODEL, out));
   assert.equal(code, 0);
   assert.deepEqual(
     (await filesIn(out)).filter((f) => !f.startsWith("sweep_")),
@@ -263,8 +238,11 @@ Deno.test({
     const data = join(SHARED, "cifar10");
     const fast = await Deno.makeTempDir(), naive = await Deno.makeTempDir();
     const common = ["--model", model, "--data", data, "--limit", "1000", "--backend", "wasm"];
-    assert.equal((await runMain(["sweep", ...common, "--out", fast])).code, 0);
-    assert.equal((await runMain(["sweep", ...common, "--out", naive, "--naive", "--k", "0,32,64"])).code, 0);
+    assert.equal((await mainInProcess(["sweep", ...common, "--out", fast])).code, 0);
+    assert.equal(
+      (await mainInProcess(["sweep", ...common, "--out", naive, "--naive", "--k", "0,32,64"])).code,
+      0,
+    );
     const f = JSON.parse(await Deno.readTextFile(join(fast, "sweep.json")));
     const n = JSON.parse(await Deno.readTextFile(join(naive, "sweep.json")));
     assert.equal(f.channels, 64);
@@ -280,7 +258,7 @@ Deno.test("sweep --engine on the shipped VGG: the default (auto), dense-kernel a
   const model = fixture("models/default/model.json");
   const counts = async (extra: string[]) => {
     const out = await Deno.makeTempDir();
-    const { code, stderr } = await runMain(sweepArgs(model, out, ...extra));
+    const { code, stderr } = await mainInProcess(sweepArgs(model, out, ...extra));
     assert.equal(code, 0, stderr.join("\n"));
     const json = JSON.parse(await Deno.readTextFile(join(out, "sweep.json")));
     await Deno.remove(out, { recursive: true });

@@ -4,25 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { fixture, ROOT } from "../_helpers.ts";
+import { fixture, runMain } from "../_helpers.ts";
 
 async function train(args: string[], dir: string): Promise<string> {
-  const out = await new Deno.Command("deno", {
-    args: [
-      "run",
-      "--quiet",
-      "--allow-read",
-      `--allow-write=${dir}`,
-      "--allow-env",
-      "main.ts",
-      "train",
-      ...args,
-    ],
-    cwd: ROOT,
-    env: { PRUNESCOPE_NO_PROGRESS: "1" },
-  }).output();
-  const stderr = new TextDecoder().decode(out.stderr);
-  assert.equal(out.code, 0, stderr);
+  const { code, stderr } = await runMain(["train", ...args], { write: dir, stdout: "null" });
+  assert.equal(code, 0, stderr);
   return stderr;
 }
 

@@ -22,6 +22,7 @@ import {
   tinyFunctional,
   tinySequential,
 } from "../../scripts/make_keras_fixtures.ts";
+import { runMain } from "../_helpers.ts";
 
 const FIX = "fixtures/keras";
 await setupBackend("wasm");
@@ -450,27 +451,13 @@ Deno.test("convert: usage errors and a hostile file give one line on stderr and 
     convert(["--model", join(FIX, "tiny_keras2.h5"), "--out", "out/x", "--scale", "abc"]),
     /--scale abc is not a number/,
   );
-  const cmd = new Deno.Command("deno", {
-    args: [
-      "run",
-      "--quiet",
-      "--allow-read",
-      "--allow-write=out",
-      "--allow-env",
-      "main.ts",
-      "convert",
-      "--model",
-      join(FIX, "zip_slip.keras"),
-      "--out",
-      "out/never",
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  });
-  const { code, stdout, stderr } = await cmd.output();
-  const err = new TextDecoder().decode(stderr).trimEnd();
+  const { code, stdout, stderr } = await runMain(
+    ["convert", "--model", join(FIX, "zip_slip.keras"), "--out", "out/never"],
+    { write: "out" },
+  );
+  const err = stderr.trimEnd();
   assert.equal(code, 1);
-  assert.equal(new TextDecoder().decode(stdout), "");
+  assert.equal(stdout, "");
   assert.equal(err.split("\n").length, 1, err);
   assert.match(err, /^prunescope convert: .*zip_slip\.keras: refusing the archive/);
   assert.equal(await Deno.stat("out/never").then(() => true, () => false), false);
