@@ -27,7 +27,7 @@ export interface ImageShape {
 /** CIFAR-10's images: 32 x 32 RGB. */
 export const CIFAR10_SHAPE: Readonly<ImageShape> = { height: 32, width: 32, channels: 3 };
 
-/** Pixels: bytes (0..255) from image files, or floats where an .npz holds floats or images were resized. */
+/** Pixels: bytes (0..255) from image files (resized ones too), or floats where an .npz or .npy holds floats. */
 export type Pixels = Uint8Array | Float32Array;
 
 /**

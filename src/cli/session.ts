@@ -235,7 +235,9 @@ export async function openSession(
     // Refused before it is described: a set that does not fit is one line.
     checkDataFits(loaded.io, ds, modelPath, flag);
     if (fmt !== "cifar10") {
-      const resized = opts.resize ? `, resized bilinearly to ${describeShape(loaded.io.shape)}` : "";
+      const resized = opts.resize
+        ? `, resized bilinearly to ${describeShape(loaded.io.shape)}, rounded to bytes`
+        : "";
       console.error(
         `${flag === "--data" ? "data" : "calib"}: ${ds.source} (${fmt}, ${split}: ${ds.count} images of ${
           describeShape(datasetShape(ds))
