@@ -117,13 +117,13 @@ export interface MainProcessOptions {
   write?: string;
   stdout?: "piped" | "null";
   stderr?: "piped" | "null";
-  /** Keep the progress bars (default: silenced with PRUNESCOPE_NO_PROGRESS=1). */
+  /** Keep the progress bars, uncoloured (default: silenced with PRUNESCOPE_NO_PROGRESS=1). */
   progress?: boolean;
 }
 
 /**
- * `deno run main.ts ...args` from the repository root with the tasks' kind of grant: read, env, and
- * writes only under `write`. Tests that need a real process (exit codes, signals, permissions) build
+ * `deno run main.ts ...args` from the repository root with the tasks' kind of grant: read, env, the
+ * memory probe, and writes only under `write`. Tests that need a real process (exit codes, signals, permissions) build
  * it here, then `.output()` or `.spawn()` it.
  */
 export function mainProcess(args: string[], opts: MainProcessOptions = {}): Deno.Command {
@@ -134,13 +134,14 @@ export function mainProcess(args: string[], opts: MainProcessOptions = {}): Deno
       "--allow-read",
       ...(opts.write ? [`--allow-write=${opts.write}`] : []),
       "--allow-env",
+      "--allow-sys=systemMemoryInfo",
       "main.ts",
       ...args,
     ],
     cwd: ROOT,
     stdout: opts.stdout ?? "piped",
     stderr: opts.stderr ?? "piped",
-    env: opts.progress ? {} : { PRUNESCOPE_NO_PROGRESS: "1" },
+    env: opts.progress ? { PRUNESCOPE_NO_PROGRESS: "0", NO_COLOR: "1" } : { PRUNESCOPE_NO_PROGRESS: "1" },
   });
 }
 

@@ -11,7 +11,7 @@ import * as tf from "@tensorflow/tfjs";
 import { loadImageFolder, resizeBilinear, resizeToBytes } from "../../src/data/image_folder.ts";
 import { imagesToTensor } from "../../src/data/tensors.ts";
 import type { ImageShape, Preprocessing } from "../../src/types.ts";
-import { fixture, ROOT, withTempDir } from "../_helpers.ts";
+import { fixture, runMain, withTempDir } from "../_helpers.ts";
 
 /** Seeded pixels (an LCG), all of 0..255. */
 function pixels(n: number, seed: number): Uint8Array {
@@ -144,34 +144,21 @@ Deno.test("sweep on an image folder with --resize: a 'decode images' progress ba
       const png = encodePng({ width: 40, height: 40, data: pixels(40 * 40 * 3, 100 + i), channels: 3 });
       await Deno.writeFile(join(dir, "data", cls, `${i}.png`), png);
     }
-    const out = await new Deno.Command("deno", {
-      args: [
-        "run",
-        "--quiet",
-        "--allow-read",
-        `--allow-write=${dir}`,
-        "--allow-env",
-        "--allow-sys=systemMemoryInfo",
-        "main.ts",
-        "sweep",
-        "--model",
-        fixture("models/tiny-bn/model.json"),
-        "--layer",
-        "conv2",
-        "--data",
-        join(dir, "data"),
-        "--resize",
-        "--backend",
-        "wasm",
-        "--out",
-        join(dir, "out"),
-      ],
-      cwd: ROOT,
-      stdout: "null",
-      stderr: "piped",
-      env: { PRUNESCOPE_NO_PROGRESS: "0", NO_COLOR: "1" },
-    }).output();
-    const err = new TextDecoder().decode(out.stderr);
+    const out = await runMain([
+      "sweep",
+      "--model",
+      fixture("models/tiny-bn/model.json"),
+      "--layer",
+      "conv2",
+      "--data",
+      join(dir, "data"),
+      "--resize",
+      "--backend",
+      "wasm",
+      "--out",
+      join(dir, "out"),
+    ], { write: dir, stdout: "null", progress: true });
+    const err = out.stderr;
     assert.equal(out.code, 0, err);
     assert.match(err, /^decode images \[#{24}\] {2}20\/20 img {2}100% /m);
     assert.match(
