@@ -159,3 +159,30 @@ Deno.test("bench: the residual case sweeps ResNet-20's last group, fast and naiv
   assert.equal(naive.matchesFast, true);
   assert.ok((r.ratio as number) > 0);
 });
+
+Deno.test("bench-kernel: one JSON object, the kernel's floats equal tf.fused.matMul's, rates counted from the work", async () => {
+  const { code, stdout, stderr } = await new Deno.Command("deno", {
+    args: ["task", "--quiet", "bench-kernel", "--rows", "9", "--runs", "1", "--zeros", "0.25"],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+  const r = JSON.parse(new TextDecoder().decode(stdout));
+  assert.equal(r.rows, 9);
+  assert.equal(r.sameFloats, true);
+  // 9 rows run as 3 blocks of 4 over the inputs non-zero in the block; never more than dense, at least 3/4 of it here.
+  const dense = 12 * 4096 * 1024;
+  assert.ok(r.kernel.macsRun <= dense && r.kernel.macsRun >= 0.6 * dense, String(r.kernel.macsRun));
+  assert.ok(Math.abs(r.kernel.gflopsRun - (2 * r.kernel.macsRun) / r.kernel.seconds / 1e9) < 1e-6);
+  const bad = await new Deno.Command("deno", {
+    args: ["task", "--quiet", "bench-kernel", "--zeros", "1"],
+    cwd: root,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const err = new TextDecoder().decode(bad.stderr).trim();
+  assert.equal(bad.code, 1);
+  assert.match(err, /^prunescope bench-kernel: --zeros must be a fraction in \[0, 1\)/);
+  assert.equal(err.split("\n").length, 1, err);
+});
