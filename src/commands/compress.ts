@@ -220,6 +220,7 @@ export async function run(args: string[]): Promise<void> {
     recoverySpec = await writeRecovery(out, history, {
       before: beforeTest.accuracy,
       masked: recalibrated ?? masked.accuracy,
+      recalibrated: recalibrated !== null,
     });
     clock.lap("finetune");
   }

@@ -317,12 +317,17 @@ export function compressedMetadata(
 export async function writeRecovery(
   out: string,
   history: FinetuneEpoch[],
-  acc: { before: number; masked: number },
+  acc: { before: number; masked: number; recalibrated: boolean },
 ): Promise<object> {
   const spec = recoveryChart([
     { epoch: 0, accuracy: acc.masked },
     ...history.map((h) => ({ epoch: h.epoch, accuracy: h.evalAccuracy ?? NaN })),
-  ], { title: `fine-tuning the compressed model`, before: acc.before, masked: acc.masked });
+  ], {
+    title: `fine-tuning the compressed model`,
+    before: acc.before,
+    masked: acc.masked,
+    start: acc.recalibrated ? "pruned, BatchNorm recalibrated" : undefined,
+  });
   await writeChart(join(out, "recovery"), spec);
   return spec;
 }

@@ -320,7 +320,7 @@ export function sensitivityChart(
  */
 export function recoveryChart(
   points: { epoch: number; accuracy: number }[],
-  opts: { title: string; before: number; masked: number },
+  opts: { title: string; before: number; masked: number; start?: string },
 ): ChartSpec {
   return {
     $schema: SCHEMA,
@@ -352,10 +352,15 @@ export function recoveryChart(
         colour: RULE_COLOUR,
         dash: [6, 4],
       }),
-      ...labelledRule(opts.masked, `pruned, not fine-tuned ${percentLabel(opts.masked)}`, undefined, {
-        colour: "#c0392b",
-        dash: [2, 3],
-      }),
+      ...labelledRule(
+        opts.masked,
+        `${opts.start ?? "pruned, not fine-tuned"} ${percentLabel(opts.masked)}`,
+        undefined,
+        {
+          colour: "#c0392b",
+          dash: [2, 3],
+        },
+      ),
     ],
   } as unknown as ChartSpec;
 }

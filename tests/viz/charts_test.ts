@@ -205,4 +205,15 @@ Deno.test("recoveryChart: labelled rules for the accuracy before pruning and rig
   const svg = await vegaLiteToSvg(spec);
   assert.ok(svg.includes(">before pruning 93.41%<"));
   assert.ok(svg.includes(">pruned, not fine-tuned 71.23%<"));
+  // compress starts its curve after BatchNorm recalibration, and says so.
+  const recal = await vegaLiteToSvg(
+    recoveryChart([{ epoch: 1, accuracy: 0.8 }], {
+      title: "recovery",
+      before: 0.9,
+      masked: 0.67,
+      start: "pruned, BatchNorm recalibrated",
+    }),
+  );
+  assert.ok(recal.includes(">pruned, BatchNorm recalibrated 67.00%<"));
+  assert.ok(!recal.includes("not fine-tuned"));
 });
