@@ -1,16 +1,19 @@
 /**
  * Evaluating many channel masks on cached layer outputs, keeping what Distiller reports: top-1
  * and top-5 hits and the summed cross-entropy loss per mask. Same batching as the fast sweep
- * (`planBatching`, `maskChannelsStacked`, `countCorrect`), so its top-1 counts are the fast
- * sweep's. Tallies carry over: evaluating the images chunk by chunk, in order, into the same
- * tallies (`opts.into`) gives exactly what one call on all of them gives (losses are added one
- * image at a time, in image order, in float64).
+ * (`planBatching`, `maskStackInto` / `maskChannelsStacked`, `countCorrect`, the channel-local
+ * layers after the cut run once per image batch: `Pushdown`), so its top-1 counts are the fast
+ * sweep's. A mask that prunes every channel is scored from one constant row. Tallies carry
+ * over: evaluating the images chunk by chunk, in order, into the same tallies (`opts.into`) gives
+ * exactly what one call on all of them gives (losses are added one image at a time, in image
+ * order, in float64), and every option gives the very tallies of the plain path (`pushdown:
+ * false, shortcut: false`), tested.
  */
 import * as tf from "@tensorflow/tfjs";
 import type { SplitModel } from "../model/split.ts";
 import { carriedBatch, type LayerOutputs } from "../activations/layer_outputs.ts";
 import { countCorrect } from "../model/evaluate.ts";
-import { maskChannelsStacked } from "../sweep/mask.ts";
+import { defaultMasking, maskChannelsStacked, type MaskingSite, maskStackInto } from "../sweep/mask.ts";
 import { planBatching } from "../sweep/engines/masked.ts";
 import { countTop5, crossEntropyPerImage, type OutputKind } from "../model/class_scores.ts";
 import { pauseForSignals } from "../core/interrupt.ts";
@@ -39,6 +42,20 @@ export interface TallyOptions {
   onWork?: (evaluations: number) => void;
   /** Tallies to add to (the previous chunks'), updated in place and returned; default fresh ones. */
   into?: MaskTally[];
+  /**
+   * Run the channel-local layers right after the cut (`Pushdown`: BatchNorm, pooling, ...) once
+   * per image batch and mask after them, rather than once per mask (default true when the split
+   * has them; the same numbers either way).
+   */
+  pushdown?: boolean;
+  /**
+   * Score a mask that prunes every channel from one constant row rather than once per image
+   * (default true; used only when nothing but the layer's output crosses the cut and the layer
+   * is alone: the same numbers either way).
+   */
+  shortcut?: boolean;
+  /** Where the stacked masked copies are built (default `defaultMasking()`: host on cpu and wasm). */
+  masking?: MaskingSite;
 }
 
 /** `m` zero tallies. */
@@ -71,57 +88,144 @@ export async function tallyMasks(
   if (masks.length !== m * channels) {
     throw new Error(`masks hold ${masks.length} entries, not ${m} x ${channels}`);
   }
-  const perImage = height * width * channels;
-  const { kBatch, imageBatch } = planBatching(perImage, split.suffixElementsPerImage, count, m, opts);
-  const fill = split.activationOfZero;
+  // The channel-local layers after the cut run once per image batch, the masks go after them.
+  const pushdown = opts.pushdown === false ? undefined : split.pushdown;
+  const perIn = height * width * channels;
+  const [h1, w1] = pushdown ? pushdown.shape : [height, width];
+  const perImage = h1 * w1 * channels;
+  const suffixSize = pushdown ? pushdown.tailElementsPerImage : split.suffixElementsPerImage;
+  const fill = pushdown ? pushdown.fill : split.activationOfZero;
+  const rest = pushdown ? pushdown.tail : split.suffix;
   const tallies = opts.into ?? emptyTallies(m);
   if (tallies.length !== m) throw new Error(`${tallies.length} tallies for ${m} masks`);
-  for (let g = 0; g < m; g += kBatch) {
-    const mg = Math.min(kBatch, m - g);
-    const groupMasks = masks.subarray(g * channels, (g + mg) * channels);
-    for (let start = 0; start < count; start += imageBatch) {
-      const n = Math.min(imageBatch, count - start);
-      const batchLabels = labels.subarray(start, start + n);
-      const [top1, top5, losses] = tf.tidy(() => {
-        const y = tf.tensor4d(out.data.subarray(start * perImage, (start + n) * perImage), [
-          n,
-          height,
-          width,
-          channels,
-        ]);
-        // The tensors that cross the cut, once per mask; a group's other members masked alike.
-        const carried = carriedBatch(split, out, start, n, mg);
-        const scores = split.suffix(maskChannelsStacked(y, groupMasks, mg, fill), carried, {
-          bits: groupMasks,
-          m: mg,
-        });
-        const repeated = tf.tensor1d(
-          Int32Array.from({ length: mg * n }, (_, i) => batchLabels[i % n]),
-          "int32",
-        );
-        return [
-          countCorrect(scores, batchLabels, mg),
-          countTop5(scores, batchLabels, mg),
-          crossEntropyPerImage(scores, repeated, kind),
-        ];
-      });
-      try {
-        const [h1, h5, l] = await Promise.all([top1.data(), top5.data(), losses.data()]);
-        await pauseForSignals();
-        for (let j = 0; j < mg; j++) {
-          const t = tallies[g + j];
-          t.top1 += h1[j];
-          t.top5 += h5[j];
-          t.total += n;
-          for (let i = 0; i < n; i++) t.lossSum += l[j * n + i];
-        }
-      } finally {
-        top1.dispose();
-        top5.dispose();
-        losses.dispose();
+  // A mask that prunes every channel hands every image the same suffix input (when nothing else
+  // crosses the cut and no other member is masked after it): one row's scores serve them all.
+  const isFull = (j: number) => masks.subarray(j * channels, (j + 1) * channels).every((b) => b !== 0);
+  const shortcut = opts.shortcut !== false && split.carried.length === 0 && split.members.length === 0;
+  const full = shortcut ? [...Array(m).keys()].filter(isFull) : [];
+  if (full.length > 0) {
+    await tallyConstantInput(rest, [h1, w1, channels], fill, {
+      labels: labels.subarray(0, count),
+      kind,
+      into: full.map((j) => tallies[j]),
+    });
+    opts.onWork?.(full.length * count);
+  }
+  const others = [...Array(m).keys()].filter((j) => !full.includes(j));
+  const rows = others.length;
+  const rowMasks = new Uint8Array(rows * channels);
+  others.forEach((j, r) => rowMasks.set(masks.subarray(j * channels, (j + 1) * channels), r * channels));
+  if (rows === 0) return tallies;
+  const { kBatch, imageBatch } = planBatching(perImage, suffixSize, count, rows, opts);
+  const stack = (opts.masking ?? defaultMasking()) === "host"
+    ? new Float32Array(Math.min(kBatch, rows) * imageBatch * perImage)
+    : null;
+  for (let start = 0; start < count; start += imageBatch) {
+    const n = Math.min(imageBatch, count - start);
+    const batchLabels = labels.subarray(start, start + n);
+    const raw = out.data.subarray(start * perIn, (start + n) * perIn);
+    // This batch before masking: on the host (host masking) or as a tensor (device masking).
+    let values = raw;
+    let y: tf.Tensor4D | undefined = pushdown
+      ? tf.tidy(() => pushdown.head(tf.tensor4d(raw, [n, height, width, channels])))
+      : stack
+      ? undefined
+      : tf.tensor4d(raw, [n, height, width, channels]);
+    try {
+      if (stack && y) {
+        values = await y.data() as Float32Array;
+        y.dispose();
+        y = undefined;
       }
-      opts.onWork?.(mg * n);
+      for (let g = 0; g < rows; g += kBatch) {
+        const mg = Math.min(kBatch, rows - g);
+        const groupMasks = rowMasks.subarray(g * channels, (g + mg) * channels);
+        const [top1, top5, losses] = tf.tidy(() => {
+          const input = stack
+            ? tf.tensor4d(
+              maskStackInto(stack.subarray(0, mg * n * perImage), values, channels, groupMasks, mg, fill),
+              [mg * n, h1, w1, channels],
+            )
+            : maskChannelsStacked(y!, groupMasks, mg, fill, "device");
+          // The tensors that cross the cut, once per mask; a group's other members masked alike.
+          const carried = carriedBatch(split, out, start, n, mg);
+          const scores = rest(input, carried, { bits: groupMasks, m: mg });
+          const repeated = tf.tensor1d(
+            Int32Array.from({ length: mg * n }, (_, i) => batchLabels[i % n]),
+            "int32",
+          );
+          return [
+            countCorrect(scores, batchLabels, mg),
+            countTop5(scores, batchLabels, mg),
+            crossEntropyPerImage(scores, repeated, kind),
+          ];
+        });
+        try {
+          const [h1s, h5s, l] = await Promise.all([top1.data(), top5.data(), losses.data()]);
+          await pauseForSignals();
+          for (let j = 0; j < mg; j++) {
+            const t = tallies[others[g + j]];
+            t.top1 += h1s[j];
+            t.top5 += h5s[j];
+            t.total += n;
+            for (let i = 0; i < n; i++) t.lossSum += l[j * n + i];
+          }
+        } finally {
+          top1.dispose();
+          top5.dispose();
+          losses.dispose();
+        }
+        opts.onWork?.(mg * n);
+      }
+    } finally {
+      y?.dispose();
     }
   }
   return tallies;
+}
+
+/**
+ * The tallies of a suffix input that is the same for every image (`fill` in every channel at
+ * every position, shape `[H, W, C]`): its class scores once, then per image the hits and the
+ * loss of its label, added in image order (the very values `tallyMasks` adds image by image:
+ * the same row, the same ops).
+ */
+async function tallyConstantInput(
+  rest: (y: tf.Tensor4D) => tf.Tensor2D,
+  shape: number[],
+  fill: number | Float32Array,
+  opts: { labels: Uint8Array; kind: OutputKind; into: MaskTally[] },
+): Promise<void> {
+  const [h, w, c] = shape;
+  const fills = typeof fill === "number" ? new Float32Array(c).fill(fill) : fill;
+  const row = new Float32Array(h * w * c);
+  for (let at = 0; at < row.length; at += c) row.set(fills, at);
+  const [top1, top5, losses] = tf.tidy(() => {
+    const scores = rest(tf.tensor4d(row, [1, h, w, c]));
+    const classes = scores.shape[1];
+    // One copy of the row per class, scored against that class: the hits and loss of each label.
+    const each = tf.tile(scores, [classes, 1]) as tf.Tensor2D;
+    const label = Int32Array.from({ length: classes }, (_, k) => k);
+    return [
+      tf.equal(tf.argMax(each, 1), tf.tensor1d(label, "int32")).cast("int32"),
+      tf.topk(each, Math.min(5, classes)).indices.equal(tf.tensor2d(label, [classes, 1], "int32")).any(1)
+        .cast("int32"),
+      crossEntropyPerImage(each, tf.tensor1d(label, "int32"), opts.kind),
+    ];
+  });
+  try {
+    const [h1, h5, l] = await Promise.all([top1.data(), top5.data(), losses.data()]);
+    for (const t of opts.into) {
+      for (const y of opts.labels) {
+        t.top1 += h1[y];
+        t.top5 += h5[y];
+        t.lossSum += l[y];
+      }
+      t.total += opts.labels.length;
+    }
+  } finally {
+    top1.dispose();
+    top5.dispose();
+    losses.dispose();
+  }
 }
