@@ -571,3 +571,63 @@ Deno.test("tallyMasks: the pushed-down masks and the all-pruned shortcut give ex
   // The fixtures reach both fast paths (and the residual group, neither shortcut).
   assert.ok(pushed > 0 && shortcuts > 0, `${pushed} pushed down, ${shortcuts} with the shortcut`);
 });
+
+Deno.test("sensitivity --stop-below on 2 workers: the very CSVs, points and stops of the in-process run", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "prunescope_sens_stop_" });
+  try {
+    const run = async (workers: string) => {
+      const out = join(dir, `w${workers}`);
+      const log = console.log;
+      console.log = () => {};
+      try {
+        const code = await main([
+          "sensitivity",
+          "--model",
+          FIXTURES[0],
+          "--data",
+          DATA,
+          "--limit",
+          "120",
+          "--backend",
+          "wasm",
+          "--fractions",
+          "0:1:0.05",
+          "--stop-below",
+          "2",
+          "--workers",
+          workers,
+          "--out",
+          out,
+        ]);
+        assert.equal(code, 0);
+      } finally {
+        console.log = log;
+      }
+      return out;
+    };
+    const one = await run("1");
+    const two = await run("2");
+    for (const file of ["sensitivity.csv", "sensitivity_nni.csv"]) {
+      assert.equal(
+        await Deno.readTextFile(join(two, file)),
+        await Deno.readTextFile(join(one, file)),
+        file,
+      );
+    }
+    const layers = (p: string) =>
+      Deno.readTextFile(join(p, "sensitivity.json")).then((t) =>
+        JSON.parse(t).layers.map((l: { layer: string; points: unknown; stopped: unknown }) => [
+          l.layer,
+          l.points,
+          l.stopped,
+        ])
+      );
+    const expected = await layers(one);
+    assert.equal(expected.length, 2);
+    // The floor is crossed: some curve did stop early, so the stop itself went through the workers.
+    assert.ok(expected.some(([, , stopped]: unknown[]) => stopped !== null), JSON.stringify(expected));
+    assert.deepEqual(await layers(two), expected);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
