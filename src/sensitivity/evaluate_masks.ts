@@ -3,11 +3,10 @@
  * and top-5 hits and the summed cross-entropy loss per mask. Same batching as the fast sweep
  * (`planBatching`, `maskStackInto` / `maskChannelsStacked`, `countCorrect`, the channel-local
  * layers after the cut run once per image batch: `Pushdown`), so its top-1 counts are the fast
- * sweep's. A mask that prunes every channel is scored from one constant row. Tallies carry
- * over: evaluating the images chunk by chunk, in order, into the same tallies (`opts.into`) gives
+ * sweep's. Tallies carry over: evaluating the images chunk by chunk, in order, into the same tallies (`opts.into`) gives
  * exactly what one call on all of them gives (losses are added one image at a time, in image
  * order, in float64), and every option gives the very tallies of the plain path (`pushdown:
- * false, shortcut: false`), tested.
+ * false`), tested.
  */
 import * as tf from "@tensorflow/tfjs";
 import type { SplitModel } from "../model/split.ts";
@@ -48,12 +47,6 @@ export interface TallyOptions {
    * has them; the same numbers either way).
    */
   pushdown?: boolean;
-  /**
-   * Score a mask that prunes every channel from one constant row rather than once per image
-   * (default true; used only when nothing but the layer's output crosses the cut and the layer
-   * is alone: the same numbers either way).
-   */
-  shortcut?: boolean;
   /** Where the stacked masked copies are built (default `defaultMasking()`: host on cpu and wasm). */
   masking?: MaskingSite;
 }
@@ -98,27 +91,9 @@ export async function tallyMasks(
   const rest = pushdown ? pushdown.tail : split.suffix;
   const tallies = opts.into ?? emptyTallies(m);
   if (tallies.length !== m) throw new Error(`${tallies.length} tallies for ${m} masks`);
-  // A mask that prunes every channel hands every image the same suffix input (when nothing else
-  // crosses the cut and no other member is masked after it): one row's scores serve them all.
-  const isFull = (j: number) => masks.subarray(j * channels, (j + 1) * channels).every((b) => b !== 0);
-  const shortcut = opts.shortcut !== false && split.carried.length === 0 && split.members.length === 0;
-  const full = shortcut ? [...Array(m).keys()].filter(isFull) : [];
-  if (full.length > 0) {
-    await tallyConstantInput(rest, [h1, w1, channels], fill, {
-      labels: labels.subarray(0, count),
-      kind,
-      into: full.map((j) => tallies[j]),
-    });
-    opts.onWork?.(full.length * count);
-  }
-  const others = [...Array(m).keys()].filter((j) => !full.includes(j));
-  const rows = others.length;
-  const rowMasks = new Uint8Array(rows * channels);
-  others.forEach((j, r) => rowMasks.set(masks.subarray(j * channels, (j + 1) * channels), r * channels));
-  if (rows === 0) return tallies;
-  const { kBatch, imageBatch } = planBatching(perImage, suffixSize, count, rows, opts);
+  const { kBatch, imageBatch } = planBatching(perImage, suffixSize, count, m, opts);
   const stack = (opts.masking ?? defaultMasking()) === "host"
-    ? new Float32Array(Math.min(kBatch, rows) * imageBatch * perImage)
+    ? new Float32Array(Math.min(kBatch, m) * imageBatch * perImage)
     : null;
   for (let start = 0; start < count; start += imageBatch) {
     const n = Math.min(imageBatch, count - start);
@@ -137,9 +112,9 @@ export async function tallyMasks(
         y.dispose();
         y = undefined;
       }
-      for (let g = 0; g < rows; g += kBatch) {
-        const mg = Math.min(kBatch, rows - g);
-        const groupMasks = rowMasks.subarray(g * channels, (g + mg) * channels);
+      for (let g = 0; g < m; g += kBatch) {
+        const mg = Math.min(kBatch, m - g);
+        const groupMasks = masks.subarray(g * channels, (g + mg) * channels);
         const [top1, top5, losses] = tf.tidy(() => {
           const input = stack
             ? tf.tensor4d(
@@ -164,7 +139,7 @@ export async function tallyMasks(
           const [h1s, h5s, l] = await Promise.all([top1.data(), top5.data(), losses.data()]);
           await pauseForSignals();
           for (let j = 0; j < mg; j++) {
-            const t = tallies[others[g + j]];
+            const t = tallies[g + j];
             t.top1 += h1s[j];
             t.top5 += h5s[j];
             t.total += n;
@@ -182,50 +157,4 @@ export async function tallyMasks(
     }
   }
   return tallies;
-}
-
-/**
- * The tallies of a suffix input that is the same for every image (`fill` in every channel at
- * every position, shape `[H, W, C]`): its class scores once, then per image the hits and the
- * loss of its label, added in image order (the very values `tallyMasks` adds image by image:
- * the same row, the same ops).
- */
-async function tallyConstantInput(
-  rest: (y: tf.Tensor4D) => tf.Tensor2D,
-  shape: number[],
-  fill: number | Float32Array,
-  opts: { labels: Uint8Array; kind: OutputKind; into: MaskTally[] },
-): Promise<void> {
-  const [h, w, c] = shape;
-  const fills = typeof fill === "number" ? new Float32Array(c).fill(fill) : fill;
-  const row = new Float32Array(h * w * c);
-  for (let at = 0; at < row.length; at += c) row.set(fills, at);
-  const [top1, top5, losses] = tf.tidy(() => {
-    const scores = rest(tf.tensor4d(row, [1, h, w, c]));
-    const classes = scores.shape[1];
-    // One copy of the row per class, scored against that class: the hits and loss of each label.
-    const each = tf.tile(scores, [classes, 1]) as tf.Tensor2D;
-    const label = Int32Array.from({ length: classes }, (_, k) => k);
-    return [
-      tf.equal(tf.argMax(each, 1), tf.tensor1d(label, "int32")).cast("int32"),
-      tf.topk(each, Math.min(5, classes)).indices.equal(tf.tensor2d(label, [classes, 1], "int32")).any(1)
-        .cast("int32"),
-      crossEntropyPerImage(each, tf.tensor1d(label, "int32"), opts.kind),
-    ];
-  });
-  try {
-    const [h1, h5, l] = await Promise.all([top1.data(), top5.data(), losses.data()]);
-    for (const t of opts.into) {
-      for (const y of opts.labels) {
-        t.top1 += h1[y];
-        t.top5 += h5[y];
-        t.lossSum += l[y];
-      }
-      t.total += opts.labels.length;
-    }
-  } finally {
-    top1.dispose();
-    top5.dispose();
-    losses.dispose();
-  }
 }
