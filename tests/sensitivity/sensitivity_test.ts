@@ -492,3 +492,140 @@ Deno.test("stopBelow: the curve ends after the first chunk under the floor, ever
   );
   model.dispose();
 });
+
+Deno.test("tallyMasks: the pushed-down masks give exactly the plain path's tallies", async () => {
+  const prep: Preprocessing = { scale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1] };
+  const ds = await loadTestSet(DATA, 50);
+  const models: [string, tf.LayersModel, Preprocessing | undefined][] = [["residual", residualModel(), prep]];
+  for (const path of [...FIXTURES, "fixtures/models/tiny-func/model.json"]) {
+    if (await exists(path)) {
+      const { model, preprocessing } = await loadModel(path);
+      models.push([path, model, preprocessing]);
+    }
+  }
+  let pushed = 0;
+  try {
+    for (const backend of ["cpu", "wasm"] as const) {
+      await setupBackend(backend);
+      for (const [name, model, p] of models) {
+        for (const layer of model.layers.filter((l) => l.getClassName() === "Conv2D")) {
+          const ref = pickLayer(model, layer.name);
+          const group = name === "residual" && ref.name === "conv2" ? ["conv3"] : [];
+          if (name === "residual" && ref.name === "conv3") continue; // analysed with conv2
+          const split = splitModel(model, ref, group);
+          const out = await computeLayerOutputs(split, ds, p ?? prep);
+          const c = ref.channels;
+          // K = 0, 1, C/2, C (the last channels first), every channel, and a scattered mask.
+          const ks = [0, 1, Math.floor(c / 2), c];
+          const masks = new Uint8Array((ks.length + 2) * c);
+          ks.forEach((k, j) => {
+            for (let i = 0; i < k; i++) masks[j * c + (c - 1 - i)] = 1;
+          });
+          masks.fill(1, ks.length * c, (ks.length + 1) * c);
+          for (let i = 0; i < c; i += 2) masks[(ks.length + 1) * c + i] = 1;
+          const m = ks.length + 2;
+          const kind = outputKind(model);
+          const plain = await tallyMasks(split, out, ds.labels, masks, m, kind, {
+            pushdown: false,
+          });
+          const what = `${backend} ${name} ${ref.name}`;
+          const before = tf.memory().numTensors;
+          for (
+            const opts of [{}, { pushdown: false }, { masking: "device" as const }, {
+              imageBatch: 7,
+              kBatch: 2,
+            }]
+          ) {
+            assert.deepEqual(
+              await tallyMasks(split, out, ds.labels, masks, m, kind, opts),
+              plain,
+              `${what} ${JSON.stringify(opts)}`,
+            );
+          }
+          assert.equal(tf.memory().numTensors, before, `${what}: no tensor left behind`);
+          // Chunk by chunk into the same tallies: the same sums, in the same order.
+          const slice = (start: number, n: number) => ({
+            ...out,
+            data: out.data.subarray(
+              start * out.height * out.width * c,
+              (start + n) * out.height * out.width * c,
+            ),
+            count: n,
+            carried: out.carried?.map((t) =>
+              t.subarray(start * (t.length / out.count), (start + n) * (t.length / out.count))
+            ),
+          });
+          const into = await tallyMasks(split, slice(0, 20), ds.labels.subarray(0, 20), masks, m, kind);
+          await tallyMasks(split, slice(20, 30), ds.labels.subarray(20), masks, m, kind, { into });
+          assert.deepEqual(into, plain, `${what} in two chunks`);
+          if (split.pushdown) pushed++;
+        }
+      }
+    }
+  } finally {
+    for (const [, model] of models) model.dispose();
+    await setupBackend("cpu");
+  }
+  // The fixtures reach the pushed-down path.
+  assert.ok(pushed > 0, `${pushed} pushed down`);
+});
+
+Deno.test("sensitivity --stop-below on 2 workers: the very CSVs, points and stops of the in-process run", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "prunescope_sens_stop_" });
+  try {
+    const run = async (workers: string) => {
+      const out = join(dir, `w${workers}`);
+      const log = console.log;
+      console.log = () => {};
+      try {
+        const code = await main([
+          "sensitivity",
+          "--model",
+          FIXTURES[0],
+          "--data",
+          DATA,
+          "--limit",
+          "120",
+          "--backend",
+          "wasm",
+          "--fractions",
+          "0:1:0.05",
+          "--stop-below",
+          "2",
+          "--workers",
+          workers,
+          "--out",
+          out,
+        ]);
+        assert.equal(code, 0);
+      } finally {
+        console.log = log;
+      }
+      return out;
+    };
+    const one = await run("1");
+    const two = await run("2");
+    for (const file of ["sensitivity.csv", "sensitivity_nni.csv"]) {
+      assert.equal(
+        await Deno.readTextFile(join(two, file)),
+        await Deno.readTextFile(join(one, file)),
+        file,
+      );
+    }
+    const layers = (p: string) =>
+      Deno.readTextFile(join(p, "sensitivity.json")).then((t) =>
+        JSON.parse(t).layers.map((l: { layer: string; points: unknown; stopped: unknown }) => [
+          l.layer,
+          l.points,
+          l.stopped,
+        ])
+      );
+    const expected = await layers(one);
+    assert.equal(expected.length, 2);
+    // The floor is crossed: some curve did stop early, so the stop itself went through the workers.
+    assert.ok(expected.some(([, , stopped]: unknown[]) => stopped !== null), JSON.stringify(expected));
+    assert.deepEqual(await layers(two), expected);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
