@@ -217,11 +217,8 @@ export async function run(args: string[]): Promise<void> {
     });
     finetune = { trainImages: train.count, peakLr, seconds: (performance.now() - t0) / 1000, history };
     afterAccuracy = history.at(-1)!.evalAccuracy!;
-    recoverySpec = await writeRecovery(out, history, {
-      before: beforeTest.accuracy,
-      masked: recalibrated ?? masked.accuracy,
-      recalibrated: recalibrated !== null,
-    });
+    const start = { before: beforeTest.accuracy, masked: masked.accuracy, recalibrated };
+    recoverySpec = await writeRecovery(out, history, start);
     clock.lap("finetune");
   }
   const command = `deno task compress ${args.join(" ")}`.trim();

@@ -317,16 +317,18 @@ export function compressedMetadata(
 export async function writeRecovery(
   out: string,
   history: FinetuneEpoch[],
-  acc: { before: number; masked: number; recalibrated: boolean },
+  acc: { before: number; masked: number; recalibrated: number | null },
 ): Promise<object> {
+  // The curve starts where fine-tuning starts: after recalibration when there was one.
+  const start = acc.recalibrated ?? acc.masked;
   const spec = recoveryChart([
-    { epoch: 0, accuracy: acc.masked },
+    { epoch: 0, accuracy: start },
     ...history.map((h) => ({ epoch: h.epoch, accuracy: h.evalAccuracy ?? NaN })),
   ], {
     title: `fine-tuning the compressed model`,
     before: acc.before,
-    masked: acc.masked,
-    start: acc.recalibrated ? "pruned, BatchNorm recalibrated" : undefined,
+    masked: start,
+    start: acc.recalibrated === null ? undefined : "pruned, BatchNorm recalibrated",
   });
   await writeChart(join(out, "recovery"), spec);
   return spec;

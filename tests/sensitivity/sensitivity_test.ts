@@ -40,6 +40,22 @@ const DATA = "fixtures/cifar10-tiny";
 const FIXTURES = ["tiny-bn", "tiny-nobn"].map((n) => `fixtures/models/${n}/model.json`);
 const FRACTIONS = [0, 0.5, 0.75];
 
+/**
+ * Assert that sensitivity runs `a` and `b` wrote the same CSVs and, per layer of sensitivity.json,
+ * the same `fields`; returns run a's [layer, ...fields] rows.
+ */
+async function assertSameRuns(a: string, b: string, fields: string[]): Promise<unknown[][]> {
+  for (const file of ["sensitivity.csv", "sensitivity_nni.csv"]) {
+    assert.equal(await Deno.readTextFile(join(b, file)), await Deno.readTextFile(join(a, file)), file);
+  }
+  const layers = async (p: string) =>
+    (JSON.parse(await Deno.readTextFile(join(p, "sensitivity.json"))).layers as Record<string, unknown>[])
+      .map((l) => [l.layer, ...fields.map((f) => l[f])]);
+  const expected = await layers(a);
+  assert.deepEqual(await layers(b), expected);
+  return expected;
+}
+
 Deno.test("K values from fractions and steps; --fractions parsing", () => {
   assert.deepEqual(kValuesFromFractions([0, 0.25, 0.5, 1], 64), [0, 16, 32, 64]);
   assert.deepEqual(kValuesFromFractions([0, 0.05, 0.1], 8), [0, 1]); // 0.4 -> 0, 0.8 -> 1
@@ -434,26 +450,8 @@ Deno.test("sensitivity --workers 2: the very CSVs and points of --workers 1 (mea
         }
         return out;
       };
-      const one = await run("1");
-      const two = await run("2");
-      for (const file of ["sensitivity.csv", "sensitivity_nni.csv"]) {
-        assert.equal(
-          await Deno.readTextFile(join(two, file)),
-          await Deno.readTextFile(join(one, file)),
-          file,
-        );
-      }
-      const layers = (p: string) =>
-        Deno.readTextFile(join(p, "sensitivity.json")).then((t) =>
-          JSON.parse(t).layers.map((l: { layer: string; points: unknown; dead: unknown }) => [
-            l.layer,
-            l.points,
-            l.dead,
-          ])
-        );
-      const expected = await layers(one);
+      const expected = await assertSameRuns(await run("1"), await run("2"), ["points", "dead"]);
       assert.equal(expected.length, 2);
-      assert.deepEqual(await layers(two), expected);
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -603,28 +601,10 @@ Deno.test("sensitivity --stop-below on 2 workers: the very CSVs, points and stop
       }
       return out;
     };
-    const one = await run("1");
-    const two = await run("2");
-    for (const file of ["sensitivity.csv", "sensitivity_nni.csv"]) {
-      assert.equal(
-        await Deno.readTextFile(join(two, file)),
-        await Deno.readTextFile(join(one, file)),
-        file,
-      );
-    }
-    const layers = (p: string) =>
-      Deno.readTextFile(join(p, "sensitivity.json")).then((t) =>
-        JSON.parse(t).layers.map((l: { layer: string; points: unknown; stopped: unknown }) => [
-          l.layer,
-          l.points,
-          l.stopped,
-        ])
-      );
-    const expected = await layers(one);
+    const expected = await assertSameRuns(await run("1"), await run("2"), ["points", "stopped"]);
     assert.equal(expected.length, 2);
     // The floor is crossed: some curve did stop early, so the stop itself went through the workers.
-    assert.ok(expected.some(([, , stopped]: unknown[]) => stopped !== null), JSON.stringify(expected));
-    assert.deepEqual(await layers(two), expected);
+    assert.ok(expected.some(([, , stopped]) => stopped !== null), JSON.stringify(expected));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
