@@ -23,6 +23,7 @@ import { parseFlags, positiveInt } from "../src/cli/args.ts";
 import { mulberry32 } from "../src/core/random.ts";
 import { UserError } from "../src/core/errors.ts";
 import { SparseDenseChain } from "../src/kernels/sparse_dense.ts";
+import { median } from "../src/surgery/measure.ts";
 
 const HELP = `deno task bench-kernel [options]
 
@@ -36,11 +37,6 @@ Options:
   -h, --help   this text`;
 
 const INPUTS = 4096, UNITS = 1024;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 async function timed(fn: () => Promise<void> | void, runs: number): Promise<number> {
   await fn();

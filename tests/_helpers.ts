@@ -116,7 +116,6 @@ export function ihdr(png: Uint8Array): { width: number; height: number } {
 export interface MainProcessOptions {
   write?: string;
   stdout?: "piped" | "null";
-  stderr?: "piped" | "null";
   /** Keep the progress bars, uncoloured (default: silenced with PRUNESCOPE_NO_PROGRESS=1). */
   progress?: boolean;
 }
@@ -140,7 +139,7 @@ export function mainProcess(args: string[], opts: MainProcessOptions = {}): Deno
     ],
     cwd: ROOT,
     stdout: opts.stdout ?? "piped",
-    stderr: opts.stderr ?? "piped",
+    stderr: "piped",
     env: opts.progress ? { PRUNESCOPE_NO_PROGRESS: "0", NO_COLOR: "1" } : { PRUNESCOPE_NO_PROGRESS: "1" },
   });
 }
@@ -155,7 +154,7 @@ export async function runMain(
   return {
     code: out.code,
     stdout: opts.stdout === "null" ? "" : dec.decode(out.stdout),
-    stderr: opts.stderr === "null" ? "" : dec.decode(out.stderr),
+    stderr: dec.decode(out.stderr),
   };
 }
 

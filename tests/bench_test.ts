@@ -16,11 +16,13 @@ const TINY = [
   "40",
 ];
 
+/** Run `deno task <task> ...args`: the exit code, each stdout line parsed as JSON, and stderr. */
 async function bench(
   args: string[],
+  task = "bench",
 ): Promise<{ code: number; results: Record<string, unknown>[]; stderr: string }> {
   const { code, stdout, stderr } = await new Deno.Command("deno", {
-    args: ["task", "--quiet", "bench", ...args],
+    args: ["task", "--quiet", task, ...args],
     cwd: root,
     stdout: "piped",
     stderr: "piped",
@@ -161,27 +163,26 @@ Deno.test("bench: the residual case sweeps ResNet-20's last group, fast and naiv
 });
 
 Deno.test("bench-kernel: one JSON object, the kernel's floats equal tf.fused.matMul's, rates counted from the work", async () => {
-  const { code, stdout, stderr } = await new Deno.Command("deno", {
-    args: ["task", "--quiet", "bench-kernel", "--rows", "9", "--runs", "1", "--zeros", "0.25"],
-    cwd: root,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(code, 0, new TextDecoder().decode(stderr));
-  const r = JSON.parse(new TextDecoder().decode(stdout));
+  const { code, results, stderr } = await bench(
+    ["--rows", "9", "--runs", "1", "--zeros", "0.25"],
+    "bench-kernel",
+  );
+  assert.equal(code, 0, stderr);
+  assert.equal(results.length, 1);
+  const r = results[0] as {
+    rows: number;
+    sameFloats: boolean;
+    kernel: { seconds: number; macsRun: number; gflopsRun: number };
+  };
   assert.equal(r.rows, 9);
   assert.equal(r.sameFloats, true);
-  // 9 rows run as 3 blocks of 4 over the inputs non-zero in the block; never more than dense, at least 3/4 of it here.
+  // 9 rows run as 3 blocks of 4 over the inputs non-zero in the block (a block's rows share their
+  // zeros): never more than dense, about 3/4 of it here.
   const dense = 12 * 4096 * 1024;
   assert.ok(r.kernel.macsRun <= dense && r.kernel.macsRun >= 0.6 * dense, String(r.kernel.macsRun));
   assert.ok(Math.abs(r.kernel.gflopsRun - (2 * r.kernel.macsRun) / r.kernel.seconds / 1e9) < 1e-6);
-  const bad = await new Deno.Command("deno", {
-    args: ["task", "--quiet", "bench-kernel", "--zeros", "1"],
-    cwd: root,
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  const err = new TextDecoder().decode(bad.stderr).trim();
+  const bad = await bench(["--zeros", "1"], "bench-kernel");
+  const err = bad.stderr.trim();
   assert.equal(bad.code, 1);
   assert.match(err, /^prunescope bench-kernel: --zeros must be a fraction in \[0, 1\)/);
   assert.equal(err.split("\n").length, 1, err);

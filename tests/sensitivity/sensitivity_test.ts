@@ -31,7 +31,7 @@ import { couplingOf } from "../../src/model/coupling.ts";
 import { parseFractions } from "../../src/commands/sensitivity.ts";
 import { main } from "../../main.ts";
 import type { Dataset, Preprocessing } from "../../src/types.ts";
-import { exists } from "../_helpers.ts";
+import { exists, mainInProcess } from "../_helpers.ts";
 
 await setupBackend("cpu");
 Deno.env.set("PRUNESCOPE_NO_PROGRESS", "1");
@@ -39,6 +39,22 @@ Deno.env.set("PRUNESCOPE_NO_PROGRESS", "1");
 const DATA = "fixtures/cifar10-tiny";
 const FIXTURES = ["tiny-bn", "tiny-nobn"].map((n) => `fixtures/models/${n}/model.json`);
 const FRACTIONS = [0, 0.5, 0.75];
+
+/** `sensitivity` on the first fixture, 120 images, wasm, `extra` flags, on `workers` workers into `out`. */
+async function workersRun(out: string, workers: string, extra: string[]): Promise<string> {
+  const args = ["--model", FIXTURES[0], "--data", DATA, "--limit", "120", "--backend", "wasm"];
+  const { code, stderr } = await mainInProcess([
+    "sensitivity",
+    ...args,
+    ...extra,
+    "--workers",
+    workers,
+    "--out",
+    out,
+  ]);
+  assert.equal(code, 0, stderr.join("\n"));
+  return out;
+}
 
 /**
  * Assert that sensitivity runs `a` and `b` wrote the same CSVs and, per layer of sensitivity.json,
@@ -419,37 +435,15 @@ Deno.test("sensitivity --workers 2: the very CSVs and points of --workers 1 (mea
   const dir = await Deno.makeTempDir({ prefix: "prunescope_sens_workers_" });
   try {
     for (const criterion of ["mean", "taylor"]) {
-      const run = async (workers: string) => {
-        const out = join(dir, `${criterion}-w${workers}`);
-        const log = console.log;
-        console.log = () => {};
-        try {
-          await main([
-            "sensitivity",
-            "--model",
-            FIXTURES[0],
-            "--data",
-            DATA,
-            "--limit",
-            "120",
-            "--backend",
-            "wasm",
-            "--criterion",
-            criterion,
-            "--taylor-images",
-            "64",
-            "--fractions",
-            "0:1:0.25",
-            "--workers",
-            workers,
-            "--out",
-            out,
-          ]);
-        } finally {
-          console.log = log;
-        }
-        return out;
-      };
+      const run = (workers: string) =>
+        workersRun(join(dir, `${criterion}-w${workers}`), workers, [
+          "--criterion",
+          criterion,
+          "--taylor-images",
+          "64",
+          "--fractions",
+          "0:1:0.25",
+        ]);
       const expected = await assertSameRuns(await run("1"), await run("2"), ["points", "dead"]);
       assert.equal(expected.length, 2);
     }
@@ -571,36 +565,8 @@ Deno.test("tallyMasks: the pushed-down masks give exactly the plain path's talli
 Deno.test("sensitivity --stop-below on 2 workers: the very CSVs, points and stops of the in-process run", async () => {
   const dir = await Deno.makeTempDir({ prefix: "prunescope_sens_stop_" });
   try {
-    const run = async (workers: string) => {
-      const out = join(dir, `w${workers}`);
-      const log = console.log;
-      console.log = () => {};
-      try {
-        const code = await main([
-          "sensitivity",
-          "--model",
-          FIXTURES[0],
-          "--data",
-          DATA,
-          "--limit",
-          "120",
-          "--backend",
-          "wasm",
-          "--fractions",
-          "0:1:0.05",
-          "--stop-below",
-          "2",
-          "--workers",
-          workers,
-          "--out",
-          out,
-        ]);
-        assert.equal(code, 0);
-      } finally {
-        console.log = log;
-      }
-      return out;
-    };
+    const run = (workers: string) =>
+      workersRun(join(dir, `w${workers}`), workers, ["--fractions", "0:1:0.05", "--stop-below", "2"]);
     const expected = await assertSameRuns(await run("1"), await run("2"), ["points", "stopped"]);
     assert.equal(expected.length, 2);
     // The floor is crossed: some curve did stop early, so the stop itself went through the workers.
